@@ -1,0 +1,37 @@
+# The README's two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch: on the project's CI machines this version installs from local disk,
+# so CI never pulls a multi-GB CUDA build. GPU users: `make TORCH=torch install`.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: install install-dev demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+
+demo: install
+	$(BIN)/lewm demo
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+
+test: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/collect_tworoom.py
+	$(BIN)/python bench/clip_throughput.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

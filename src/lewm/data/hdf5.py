@@ -1,0 +1,190 @@
+"""Episode files in the authors' HDF5 layout (DESIGN.md §3).
+
+One dataset per column whose first axis runs over every step of every episode; `ep_len` and
+`ep_offset` index the episodes; row t holds the observation at t and the action taken from
+it, so each episode's last action is NaN. Files are written under a temporary name and
+renamed when complete, so a crash never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lewm import __version__
+from lewm.errors import LewmError
+
+REQUIRED = ("pixels", "action", "ep_len", "ep_offset")
+INDEX = ("ep_len", "ep_offset")
+
+
+def check_output(path, force: bool) -> Path:
+    """Refuse to replace an existing output unless `force`; make the parent directory."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise LewmError(f"{path}: already exists (pass --force to replace it)")
+    if path.exists() and path.is_dir():
+        raise LewmError(f"{path}: is a directory, not a file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class EpisodeWriter:
+    """Appends whole episodes to an HDF5 file written under a temporary name.
+
+    Use as a context manager: the file appears at `path` only when the block finishes
+    without error; on error the temporary file is removed and `path` is untouched.
+    """
+
+    def __init__(self, path, attrs: dict, force: bool = False, chunk_rows: int = 16):
+        self.path = check_output(path, force)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.attrs = attrs
+        self.chunk_rows = chunk_rows
+        self.ep_len: list[int] = []
+        self.rows = 0
+
+    def __enter__(self):
+        self.file = h5py.File(self.tmp, "w")
+        return self
+
+    def add(self, episode: dict[str, np.ndarray]) -> None:
+        """Append one episode: a dict of per-step columns with equal first dimension."""
+        n = len(episode["action"])
+        for name, value in episode.items():
+            value = np.asarray(value)
+            if name not in self.file:
+                self.file.create_dataset(
+                    name,
+                    shape=(0, *value.shape[1:]),
+                    maxshape=(None, *value.shape[1:]),
+                    dtype=value.dtype,
+                    chunks=(self.chunk_rows, *value.shape[1:]),
+                )
+            ds = self.file[name]
+            ds.resize(self.rows + n, axis=0)
+            ds[self.rows : self.rows + n] = value
+        self.ep_len.append(n)
+        self.rows += n
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                ep_len = np.asarray(self.ep_len, dtype=np.int64)
+                self.file.create_dataset("ep_len", data=ep_len)
+                self.file.create_dataset("ep_offset", data=np.cumsum(ep_len) - ep_len)
+                for key, value in {**self.attrs, "lewm_version": __version__}.items():
+                    self.file.attrs[key] = value
+            self.file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+        return False
+
+
+def open_episodes(path, columns=("pixels", "action")) -> h5py.File:
+    """Open an episode file for reading after checking it is complete and consistent.
+
+    Every problem becomes a one-line `LewmError` naming the file: not there, not HDF5,
+    truncated, a missing column, columns of different lengths, episodes that do not tile
+    the rows, non-finite actions outside the terminal rows, or images of the wrong shape.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LewmError(f"{path}: no such file")
+    if path.is_dir():
+        raise LewmError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except OSError as e:
+        raise LewmError(f"{path}: cannot be read ({e})") from None
+    if not is_hdf5:
+        raise LewmError(f"{path}: not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise LewmError(f"{path}: cannot be opened (truncated or partially written?)") from None
+    try:
+        _validate(path, f, tuple(dict.fromkeys((*REQUIRED, *columns))))
+    except LewmError:
+        f.close()
+        raise
+    except (OSError, KeyError, ValueError) as e:
+        f.close()
+        raise LewmError(f"{path}: cannot be read (truncated or corrupt?): {e}") from None
+    return f
+
+
+def _validate(path, f: h5py.File, required) -> None:
+    for name in required:
+        if name not in f:
+            raise LewmError(f"{path}: missing column {name!r} (has {sorted(f.keys())})")
+        if not isinstance(f[name], h5py.Dataset):
+            raise LewmError(f"{path}: {name!r} is a group, not a column")
+    ep_len = f["ep_len"][()].astype(np.int64)
+    ep_offset = f["ep_offset"][()].astype(np.int64)
+    if ep_len.ndim != 1 or ep_len.shape != ep_offset.shape or len(ep_len) == 0:
+        raise LewmError(
+            f"{path}: ep_len {ep_len.shape} and ep_offset {ep_offset.shape} must be equal-length "
+            "non-empty vectors"
+        )
+    steps = [name for name in f if name not in INDEX and isinstance(f[name], h5py.Dataset)]
+    rows = len(f["action"])
+    for name in steps:
+        if len(f[name]) != rows:
+            raise LewmError(
+                f"{path}: column {name!r} has {len(f[name])} rows but 'action' has {rows}"
+            )
+    expected = np.concatenate([[0], np.cumsum(ep_len)[:-1]])
+    if np.any(ep_len < 1) or not np.array_equal(ep_offset, expected) or ep_len.sum() != rows:
+        raise LewmError(
+            f"{path}: ep_offset/ep_len do not tile the {rows} rows "
+            f"(lengths sum to {ep_len.sum()}, offsets must be the running sum of lengths)"
+        )
+    pixels = f["pixels"]
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise LewmError(
+            f"{path}: 'pixels' must be uint8 (N, H, W, 3), got {pixels.dtype} {pixels.shape}"
+        )
+    action = f["action"][()]
+    if action.ndim != 2:
+        raise LewmError(f"{path}: 'action' must be (N, A), got {action.shape}")
+    bad = ~np.isfinite(action).all(axis=1)
+    bad[ep_offset + ep_len - 1] = False  # the terminal row's action is NaN by convention
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise LewmError(
+            f"{path}: non-finite action at row {row} ({int(bad.sum())} rows), "
+            "only each episode's last row may be NaN"
+        )
+    # Touch the last row of every column: a truncated file fails here rather than mid-training.
+    for name in steps:
+        f[name][rows - 1]
+
+
+def describe(path) -> str:
+    """A human-readable summary of an episode file (for `lewm info`)."""
+    with open_episodes(path) as f:
+        ep_len = f["ep_len"][()]
+        h, w = f["pixels"].shape[1:3]
+        lines = [
+            f"{path}",
+            f"  episodes  {len(ep_len)}  (length min {ep_len.min()}, mean {ep_len.mean():.1f}, "
+            f"max {ep_len.max()})",
+            f"  steps     {int(ep_len.sum())}",
+            f"  image     {h} x {w}",
+            "  columns",
+        ]
+        for name in sorted(f):
+            ds = f[name]
+            lines.append(f"    {name:<12} {str(tuple(ds.shape)):<22} {ds.dtype}")
+        if f.attrs:
+            lines.append("  attributes")
+            for key in sorted(f.attrs):
+                lines.append(f"    {key:<12} {f.attrs[key]}")
+    return "\n".join(lines)
