@@ -44,6 +44,48 @@ def cmd_show(args) -> None:
     print(f"wrote {out} ({length} frames)")
 
 
+def cmd_train(args) -> None:
+    from lewm.presets import get_preset, override
+    from lewm.train import train
+
+    if args.resume:
+        if args.set or args.data:
+            raise LewmError("--resume continues a run with its own config and data; drop "
+                            "--set/--data")
+        summary = train(None, None, args.resume, resume=True, progress=not args.quiet,
+                        stop_after=args.stop_after)
+    else:
+        if not args.data or not args.out:
+            raise LewmError("--data and --out are required (or --resume RUN_DIR)")
+        cfg = override(get_preset(args.preset), args.set)
+        summary = train(cfg, args.data, args.out, force=args.force, progress=not args.quiet,
+                        stop_after=args.stop_after)
+    val = summary["val"]
+    print(f"{summary['run_dir']}: step {summary['step']}/{summary['steps']} in "
+          f"{summary['seconds']:.0f} s, {summary['parameters']:,} parameters")
+    if val:
+        print(f"  validation: prediction loss {val['pred_loss']:.4f}, SIGReg {val['sigreg']:.3f}, "
+              f"effective rank {val['effective_rank']:.1f}, min per-dim std {val['std_min']:.3f}")
+
+
+def cmd_eval(args) -> None:
+    from lewm.evaluate import EvalConfig, evaluate
+    from lewm.planning.cem import CEMConfig
+
+    cfg = EvalConfig(episodes=args.episodes, offset=args.offset, budget=args.budget,
+                     seed=args.seed, goals=args.goals, replan=args.replan, gifs=args.gifs)
+    cem_cfg = CEMConfig(samples=args.samples, elites=args.elites, iterations=args.iterations,
+                        horizon=args.horizon, warm_start=args.warm_start)
+    r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force)
+    lo, hi = r["success_ci95"]
+    print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
+          f"{r['episodes_evaluated']} episodes; random policy "
+          f"{100 * r['random_success_rate']:.0f}%, solved at start "
+          f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode; "
+          f"{r['wall_s']:.0f} s")
+    print(f"wrote {Path(args.run_dir) / 'eval.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lewm", description=__doc__)
     p.add_argument("--version", action="version", version=f"lewm {__version__}")
@@ -74,6 +116,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=int, default=10)
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_show)
+    t = sub.add_parser("train", help="train LeWM from pixels on an episode file")
+    t.add_argument("--preset", default="tworoom-cpu", help="named configuration")
+    t.add_argument("--data", help="training episode file (.h5)")
+    t.add_argument("--out", help="run directory to create")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set lr=1e-3 --set model.embed_dim=32")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    t.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                   help="stop (with a checkpoint) after this many steps; --resume continues")
+    t.add_argument("--force", action="store_true", help="replace an existing run directory")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)")
+    e.add_argument("run_dir")
+    e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
+    e.add_argument("--goals", default="dataset", help="dataset (paper protocol) or env")
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--offset", type=int, default=25, help="goal = state this many steps later")
+    e.add_argument("--budget", type=int, default=50, help="env steps per episode")
+    e.add_argument("--seed", type=int, default=42)
+    e.add_argument("--samples", type=int, default=300, help="CEM candidates")
+    e.add_argument("--elites", type=int, default=30)
+    e.add_argument("--iterations", type=int, default=30)
+    e.add_argument("--horizon", type=int, default=5, help="action blocks per plan")
+    e.add_argument("--replan", type=int, default=0, help="blocks executed per plan (0: all)")
+    e.add_argument("--warm-start", action="store_true", help="start CEM from the last plan")
+    e.add_argument("--gifs", type=int, default=4, help="episodes written as GIFs")
+    e.add_argument("--force", action="store_true", help="replace an existing eval.json")
+    e.set_defaults(func=cmd_eval)
     return p
 
 
@@ -84,8 +155,8 @@ def main(argv=None) -> int:
     except LewmError as e:
         print(f"lewm {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lewm {args.verb}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"lewm {args.verb}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     return 0
 

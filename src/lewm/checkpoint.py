@@ -1,0 +1,104 @@
+"""Self-describing checkpoints.
+
+A checkpoint is a directory: `config.json` (the full training config, the data it saw, the
+step and the lewm version), `model.safetensors` (the uncompiled module's weights and
+buffers), `stats.json` (the normalisation statistics) and `resume.pt` (optimizer,
+scheduler, RNG: only for `lewm train --resume`). It is written beside the old one and swapped
+in by renames, so a crash leaves either the old or the new checkpoint, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lewm import __version__
+from lewm.errors import LewmError
+from lewm.model import LeWM
+
+FORMAT = 1
+FILES = ("config.json", "model.safetensors", "stats.json")
+
+
+def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict | None = None):
+    """Write a checkpoint directory atomically (see the module docstring)."""
+    ckpt_dir = Path(ckpt_dir)
+    tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
+    old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, tmp / "model.safetensors", metadata={"lewm_version": __version__})
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    config = {"format": FORMAT, "lewm_version": __version__, **meta}
+    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if resume is not None:
+        torch.save(resume, tmp / "resume.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt_dir.exists():
+        ckpt_dir.rename(old)
+    tmp.rename(ckpt_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def find_checkpoint(path) -> Path:
+    """A checkpoint directory given itself or the run directory holding it."""
+    path = Path(path)
+    if not path.exists():
+        raise LewmError(f"{path}: no such directory")
+    if (path / "checkpoint").is_dir():
+        path = path / "checkpoint"
+    elif not (path / "config.json").exists() and not (path / "model.safetensors").exists():
+        raise LewmError(f"{path}: no checkpoint here (train one with `lewm train`)")
+    missing = [f for f in FILES if not (path / f).exists()]
+    if missing:
+        raise LewmError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
+    return path
+
+
+def read_meta(path) -> dict:
+    """The checkpoint's config.json, checked for a format this version reads."""
+    ckpt = find_checkpoint(path)
+    try:
+        meta = json.loads((ckpt / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LewmError(f"{ckpt / 'config.json'}: not valid JSON ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise LewmError(
+            f"{ckpt}: checkpoint format {meta.get('format')!r} (lewm "
+            f"{meta.get('lewm_version', '?')}) is not readable by lewm {__version__} "
+            f"(format {FORMAT})"
+        )
+    return meta
+
+
+def load_model(path, device="cpu") -> LeWM:
+    """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` set."""
+    from lewm.presets import from_dict
+
+    ckpt = find_checkpoint(path)
+    meta = read_meta(ckpt)
+    cfg = from_dict(meta["train"])
+    model = LeWM(cfg.model)
+    try:
+        state = load_file(ckpt / "model.safetensors")
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise LewmError(f"{ckpt / 'model.safetensors'}: cannot be read ({e})") from None
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        detail = str(e).splitlines()[1:2]
+        raise LewmError(f"{ckpt}: weights do not match the config: {detail}") from None
+    if missing or unexpected:
+        raise LewmError(
+            f"{ckpt}: weights do not match the config (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); was it written by another version of lewm?"
+        )
+    model.stats = json.loads((ckpt / "stats.json").read_text())
+    model.train_config = cfg
+    model.meta = meta
+    return model.to(device).eval()

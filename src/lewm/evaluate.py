@@ -1,0 +1,172 @@
+"""The evaluation protocol behind every number in the paper (DESIGN.md §1.4).
+
+50 episodes; start states drawn with seed 42 from rows of the dataset; the goal is the state
+`offset` = 25 env steps later in the same episode; a budget of 50 env steps; success = the
+environment reports success at any step. The same episodes are run with a uniform random
+policy, and the fraction already solved before acting is reported beside the success rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lewm import __version__
+from lewm.checkpoint import find_checkpoint, load_model
+from lewm.data.hdf5 import open_episodes
+from lewm.envs import make_env
+from lewm.errors import LewmError
+from lewm.io import write_gif, write_json
+from lewm.planning.cem import CEMConfig
+from lewm.planning.mpc import run_mpc, run_random
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episodes: int = 50
+    """episodes evaluated"""
+    offset: int = 25
+    """env steps between a start row and its goal row (dataset goals)"""
+    budget: int = 50
+    """env steps allowed per episode"""
+    seed: int = 42
+    """seed of the start-state draw (paper: 42), the planner and the random policy"""
+    goals: str = "dataset"
+    """dataset: starts and goals from dataset rows; env: drawn by the environment"""
+    replan: int = 0
+    """action blocks executed before re-planning (0: the whole horizon)"""
+    gifs: int = 4
+    """episodes written as GIFs (observation beside goal)"""
+
+    def __post_init__(self):
+        for name in ("episodes", "budget", "offset"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.goals not in ("dataset", "env"):
+            raise LewmError(f"--goals must be dataset or env, got {self.goals!r}")
+        if self.replan < 0 or self.gifs < 0:
+            raise LewmError("--replan and --gifs must be >= 0")
+
+
+def dataset_pairs(path, n: int, offset: int, seed: int) -> list[tuple]:
+    """(start state, goal state) of `n` rows drawn without replacement (seed) among the rows
+    whose episode continues for `offset` more steps; the goal is the state `offset` later."""
+    with open_episodes(path) as f:
+        if "state" not in f:
+            raise LewmError(f"{path}: has no 'state' column to draw start and goal states from "
+                            "(use --goals env)")
+        state = f["state"][()]
+        ep_len, ep_offset = f["ep_len"][()], f["ep_offset"][()]
+    rows = np.concatenate([o + np.arange(max(0, n_ - offset)) for o, n_ in zip(ep_offset, ep_len)])
+    if len(rows) == 0:
+        raise LewmError(f"{path}: every episode is shorter than offset + 1 = {offset + 1} steps")
+    pick = np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False)
+    return [(state[r], state[r + offset]) for r in pick]
+
+
+def env_pairs(world: str, n: int, seed: int) -> list[tuple]:
+    env = make_env(world, 16)
+    pairs = []
+    for i in range(n):
+        _, info = env.reset(seed=seed * 100_003 + i)
+        pairs.append((info["state"], info["goal_state"]))
+    return pairs
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate k / n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def make_envs(world: str, size: int, pairs) -> tuple[list, list]:
+    envs, obs = [], []
+    for start, goal in pairs:
+        env = make_env(world, size)
+        o, _ = env.reset(seed=0, options={"state": start, "goal_state": goal})
+        envs.append(env)
+        obs.append(o)
+    return envs, obs
+
+
+def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
+             device="cpu", out_name="eval.json") -> dict:
+    """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
+    run_dir = Path(run_dir)
+    find_checkpoint(run_dir)
+    out = run_dir / out_name
+    if out.exists() and not force:
+        raise LewmError(f"{out}: already exists (pass --force to replace it)")
+    model = load_model(run_dir, device=device)
+    meta = model.meta
+    world = meta["data"].get("world", model.train_config.world)
+    size = int(meta["data"]["image_size"])
+    env = make_env(world, size)
+    if env.action_space.shape[0] != model.cfg.action_dim:
+        raise LewmError(f"world {world} has {env.action_space.shape[0]}-D actions but the model "
+                        f"expects {model.cfg.action_dim}-D")
+    if cfg.goals == "dataset":
+        data_path = data_path or meta["data"]["path"]
+        pairs = dataset_pairs(data_path, cfg.episodes, cfg.offset, cfg.seed)
+    else:
+        pairs = env_pairs(world, cfg.episodes, cfg.seed)
+    t0 = time.perf_counter()
+    envs, obs = make_envs(world, size, pairs)
+    solved_at_start = [env.success() for env in envs]
+    goal_pixels = np.stack([env.goal_pixels() for env in envs])
+    record = set(range(min(cfg.gifs, len(envs))))
+    logs, timings = run_mpc(model, envs, obs, goal_pixels, cem_cfg, cfg.budget,
+                            cfg.replan or None, cfg.seed, record)
+    random_envs, _ = make_envs(world, size, pairs)
+    random_success = run_random(random_envs, cfg.budget, cfg.seed)
+    wall = time.perf_counter() - t0
+
+    n, k = len(logs), sum(log.success for log in logs)
+    per_plan_ms = [1000 * s / b for s, b in timings]  # amortised over the episodes planned
+    episodes = [
+        {"start_state": np.asarray(s).tolist(), "goal_state": np.asarray(g).tolist(),
+         "success": log.success, "success_step": log.success_step, "steps": log.steps,
+         "random_success": r, "solved_at_start": s0}
+        for (s, g), log, r, s0 in zip(pairs, logs, random_success, solved_at_start)
+    ]
+    result = {
+        "success_rate": k / n,
+        "success_ci95": list(wilson(k, n)),
+        "random_success_rate": float(np.mean(random_success)),
+        "solved_at_start": float(np.mean(solved_at_start)),
+        "episodes_evaluated": n,
+        "plan_ms_mean": float(np.mean(per_plan_ms)) if per_plan_ms else 0.0,
+        "plan_ms_p95": float(np.percentile(per_plan_ms, 95)) if per_plan_ms else 0.0,
+        "plan_call_ms_mean": float(np.mean([1000 * s for s, _ in timings])) if timings else 0.0,
+        "plan_calls": len(timings),
+        "wall_s": wall,
+        "world": world,
+        "goals": cfg.goals,
+        "data": str(data_path) if cfg.goals == "dataset" else None,
+        "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": meta["train"]},
+        "checkpoint_step": meta.get("step"),
+        "version": __version__,
+        "torch_threads": torch.get_num_threads(),
+        "episodes": episodes,
+    }
+    write_json(out, result)
+    stem = out.stem
+    for i in sorted(record):
+        goal = goal_pixels[i]
+        frames = [np.concatenate([f, np.full_like(f[:, :2], 255), goal], axis=1)
+                  for f in logs[i].frames]
+        write_gif(frames, run_dir / f"{stem}_episode{i:02d}.gif", fps=8,
+                  scale=max(1, 192 // size))
+    from lewm.plots import plot_eval
+
+    plot_eval(result, run_dir / f"{stem}.png")
+    return result

@@ -1,0 +1,78 @@
+"""The model's configuration: one frozen dataclass, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lewm.errors import LewmError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a LeWM model. Defaults are the paper's (DESIGN.md §1.2)."""
+
+    encoder: str = "vit"
+    """encoder kind: 'vit' (the paper's ViT-Tiny) or 'conv' (a small CNN for CPU presets)"""
+    image_size: int = 224
+    """encoder input size in pixels (images are resized to it)"""
+    patch_size: int = 14
+    """ViT patch size"""
+    enc_dim: int = 192
+    """encoder width (ViT hidden size, or the CNN's output features)"""
+    enc_depth: int = 12
+    """ViT blocks"""
+    enc_heads: int = 3
+    """ViT attention heads"""
+    enc_mlp: int = 768
+    """ViT MLP hidden size"""
+    conv_channels: tuple[int, ...] = (32, 64, 128, 128)
+    """CNN channels, one stride-2 stage each"""
+    embed_dim: int = 192
+    """D: the latent embedding size"""
+    proj_hidden: int = 2048
+    """hidden size of the projector and pred_proj MLPs (Linear -> BatchNorm1d -> GELU -> Linear)"""
+    action_dim: int = 2
+    """A: raw action dimension of the world"""
+    frameskip: int = 5
+    """env steps per action block (the action encoder sees frameskip * A values)"""
+    act_channels: int = 10
+    """action encoder: channels of its kernel-1 Conv1d"""
+    act_hidden: int = 768
+    """action encoder: MLP hidden size"""
+    history: int = 3
+    """frames of context the predictor sees (its temporal position embeddings)"""
+    pred_depth: int = 6
+    """predictor blocks"""
+    pred_heads: int = 16
+    """predictor attention heads"""
+    pred_head_dim: int = 64
+    """predictor attention head size"""
+    pred_mlp: int = 2048
+    """predictor MLP hidden size"""
+    dropout: float = 0.1
+    """predictor dropout"""
+
+    def __post_init__(self):
+        if self.encoder not in ("vit", "conv"):
+            raise LewmError(f"model.encoder must be 'vit' or 'conv', got {self.encoder!r}")
+        if self.encoder == "vit" and self.image_size % self.patch_size:
+            raise LewmError(
+                f"model.image_size {self.image_size} is not a multiple of model.patch_size "
+                f"{self.patch_size}"
+            )
+        if self.encoder == "conv" and self.image_size % 2 ** len(self.conv_channels):
+            raise LewmError(
+                f"model.image_size {self.image_size} must be a multiple of "
+                f"{2 ** len(self.conv_channels)} for {len(self.conv_channels)} conv stages"
+            )
+        if self.encoder == "conv" and any(c % 8 for c in self.conv_channels):
+            raise LewmError(f"model.conv_channels must be multiples of 8 (GroupNorm), got "
+                            f"{self.conv_channels}")
+        if self.encoder == "vit" and self.enc_dim % self.enc_heads:
+            raise LewmError(f"model.enc_dim {self.enc_dim} is not divisible by enc_heads")
+        for name in ("image_size", "embed_dim", "action_dim", "frameskip", "history",
+                     "pred_depth", "pred_heads", "pred_head_dim"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise LewmError(f"model.dropout must be in [0, 1), got {self.dropout}")

@@ -1,0 +1,127 @@
+"""LeWorldModel: encoder + projector, action encoder, causal predictor + pred_proj.
+
+One method per role: `encode` (pixels -> embeddings), `embed_actions`, `predict` (one step of
+teacher-forced prediction) and `rollout` (autoregressive prediction for planning).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lewm.model.config import ModelConfig
+from lewm.model.encoders import make_encoder
+from lewm.model.predictor import Predictor
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def projector(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
+    """Linear -> BatchNorm1d -> GELU -> Linear. The BatchNorm matters: after the ViT's final
+    LayerNorm, SIGReg cannot be optimised without it (paper §3)."""
+    return nn.Sequential(
+        nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, dim_out)
+    )
+
+
+class ActionEncoder(nn.Module):
+    """Action block (frameskip * A values) -> Conv1d(kernel 1) -> Linear -> SiLU -> Linear."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.conv = nn.Conv1d(cfg.frameskip * cfg.action_dim, cfg.act_channels, kernel_size=1)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.act_channels, cfg.act_hidden), nn.SiLU(),
+            nn.Linear(cfg.act_hidden, cfg.embed_dim),
+        )
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        a = self.conv(a.transpose(1, 2)).transpose(1, 2)  # (B, T, act_channels)
+        return self.mlp(a)  # (B, T, D)
+
+
+class LeWM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = make_encoder(cfg)
+        self.projector = projector(cfg.enc_dim, cfg.proj_hidden, cfg.embed_dim)
+        self.action_encoder = ActionEncoder(cfg)
+        self.predictor = Predictor(cfg)
+        self.pred_proj = projector(cfg.embed_dim, cfg.proj_hidden, cfg.embed_dim)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.stats: dict = {}  # normalisation statistics, set by training or `lewm.load`
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, H, W, 3) -> normalised float (N, 3, S, S) at the encoder's size."""
+        x = pixels.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
+        S = self.cfg.image_size
+        if x.shape[-2:] != (S, S):
+            x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 images (B, T, H, W, 3) -> embeddings (B, T, D)."""
+        B, T = pixels.shape[:2]
+        x = self.preprocess(pixels.flatten(0, 1))  # (B*T, 3, S, S)
+        z = self.projector(self.encoder(x))  # (B*T, D)
+        return z.view(B, T, -1)
+
+    def embed_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """z-scored action blocks (B, T, frameskip * A) -> action embeddings (B, T, D)."""
+        return self.action_encoder(actions)
+
+    def predict(self, emb: torch.Tensor, act_emb: torch.Tensor) -> torch.Tensor:
+        """Embeddings and action embeddings (B, T, D), T <= history -> predicted next
+        embeddings (B, T, D): output t predicts the embedding of frame t + 1."""
+        B, T, D = emb.shape
+        h = self.predictor(emb, act_emb)  # (B, T, D)
+        return self.pred_proj(h.reshape(B * T, D)).view(B, T, D)
+
+    def forward(self, pixels: torch.Tensor, actions: torch.Tensor):
+        """The training step's forward pass (teacher forcing; DESIGN.md §1.2).
+
+        pixels: (B, T, H, W, 3) uint8 clip with T = history + 1; actions: (B, T, fs * A).
+        Returns (emb (B, T, D), pred (B, T - 1, D)); pred[:, t] predicts emb[:, t + 1].
+        """
+        emb = self.encode(pixels)  # (B, T, D)
+        h = self.cfg.history
+        pred = self.predict(emb[:, :h], self.embed_actions(actions[:, :h]))  # (B, h, D)
+        return emb, pred
+
+    def rollout(self, context_emb: torch.Tensor, context_actions: torch.Tensor | None,
+                future_actions: torch.Tensor) -> torch.Tensor:
+        """Predict K future embeddings autoregressively.
+
+        context_emb: (B, H, D) embeddings of the last H frames (H >= 1), B = every candidate.
+        context_actions: (B, H - 1, frameskip * A) z-scored action blocks taken from the first
+            H - 1 context frames, or None when H = 1.
+        future_actions: (B, K, frameskip * A) the blocks to apply from the last context frame.
+        Returns (B, K, D): the predicted embeddings after each future block. The predictor
+        sees at most `history` frames, as in training.
+        """
+        H, K = context_emb.shape[1], future_actions.shape[1]
+        if context_actions is None:
+            context_actions = future_actions[:, :0]
+        acts = self.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
+        embs, preds = context_emb, []
+        for k in range(K):
+            window = slice(max(0, H + k - self.cfg.history), H + k)
+            z = embs[:, window]  # (B, <=history, D)
+            a = acts[:, window]  # (B, <=history, D)
+            # Only the last token is needed: project it alone.
+            nxt = self.pred_proj(self.predictor(z, a)[:, -1]).unsqueeze(1)  # (B, 1, D)
+            preds.append(nxt)
+            embs = torch.cat([embs, nxt], 1)
+        return torch.cat(preds, 1)  # (B, K, D)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

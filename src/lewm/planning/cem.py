@@ -1,0 +1,76 @@
+"""The cross-entropy method over action sequences, batched over problems and candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from lewm.errors import LewmError
+
+
+@dataclass(frozen=True)
+class CEMConfig:
+    """CEM settings; defaults are the paper's (DESIGN.md §1.4)."""
+
+    samples: int = 300
+    """candidate action sequences per problem and iteration"""
+    elites: int = 30
+    """lowest-cost candidates that refit the sampling distribution"""
+    iterations: int = 30
+    """refits per plan"""
+    horizon: int = 5
+    """action blocks per candidate sequence"""
+    init_std: float = 1.0
+    """initial std of the Gaussian, in z-scored action space"""
+    min_std: float = 0.0
+    """floor on the std after each refit"""
+    warm_start: bool = False
+    """start from the previous plan's tail (shifted by the executed blocks) instead of zeros"""
+
+    def __post_init__(self):
+        for name in ("samples", "elites", "iterations"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"CEM {name} must be >= 1, got {getattr(self, name)}")
+        if self.horizon < 1:
+            raise LewmError(f"planning horizon must be >= 1, got {self.horizon}")
+        if self.elites > self.samples:
+            raise LewmError(f"CEM elites ({self.elites}) cannot exceed samples ({self.samples})")
+        if not self.init_std > 0 or self.min_std < 0:
+            raise LewmError(f"CEM init_std must be > 0 and min_std >= 0, got {self.init_std}, "
+                            f"{self.min_std}")
+
+
+def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: int,
+        cfg: CEMConfig, generator: torch.Generator, device="cpu",
+        init_mean: torch.Tensor | None = None, low: torch.Tensor | None = None,
+        high: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise `cost` over action sequences for `batch` independent problems at once.
+
+    cost: maps candidates (batch, samples, horizon, action_dim) to costs (batch, samples); it
+        is called once per iteration with every problem's candidates.
+    init_mean: (batch, horizon, action_dim) starting mean (zeros when None).
+    low, high: (action_dim,) bounds the candidates are clipped to (e.g. the z-scored image
+        of the environment's action box), so the model is never asked about actions it
+        cannot have seen.
+    Returns (plan (batch, horizon, action_dim): the final mean; cost of the best candidate of
+    the last iteration (batch,)).
+    """
+    shape = (batch, cfg.horizon, action_dim)
+    mean = torch.zeros(shape, device=device) if init_mean is None else init_mean.clone()
+    std = torch.full(shape, cfg.init_std, device=device)
+    for _ in range(cfg.iterations):
+        noise = torch.randn((batch, cfg.samples, *shape[1:]), generator=generator, device="cpu")
+        cand = mean.unsqueeze(1) + std.unsqueeze(1) * noise.to(device)  # (batch, S, H, a)
+        # The current mean is always a candidate, so the plan never gets worse by resampling.
+        cand[:, 0] = mean
+        if low is not None:
+            cand = torch.maximum(torch.minimum(cand, high), low)
+        costs = cost(cand)  # (batch, S)
+        best, idx = costs.topk(cfg.elites, dim=1, largest=False)  # (batch, E)
+        pick = idx[:, :, None, None].expand(-1, -1, *shape[1:])
+        elites = cand.gather(1, pick)  # (batch, E, H, a)
+        mean = elites.mean(1)
+        std = elites.std(1, unbiased=False).clamp_min(cfg.min_std)
+    return mean, best[:, 0]

@@ -1,0 +1,147 @@
+"""Model-predictive control in latent space: plan with CEM, execute, re-plan.
+
+Every episode being evaluated is planned in the same CEM call: candidates of all episodes
+go through the model's `rollout` together (no Python loop over episodes or candidates).
+The model is any object with `encode`, `rollout`, `cfg` (frameskip, action_dim, history),
+`stats` (z-score statistics of actions) and `device`, so an oracle model can stand in for
+the learned one in tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from lewm.planning.cem import CEMConfig, cem
+
+
+@dataclass
+class EpisodeLog:
+    success: bool = False
+    success_step: int | None = None
+    steps: int = 0
+    frames: list = field(default_factory=list)
+
+
+class ActionScaler:
+    """Maps z-scored action blocks (..., frameskip * A) to raw env actions and back."""
+
+    def __init__(self, stats: dict, frameskip: int, action_space):
+        self.mean = torch.tensor(stats["action"]["mean"], dtype=torch.float32).repeat(frameskip)
+        self.std = torch.tensor(stats["action"]["std"], dtype=torch.float32).repeat(frameskip)
+        low = torch.as_tensor(action_space.low, dtype=torch.float32).repeat(frameskip)
+        high = torch.as_tensor(action_space.high, dtype=torch.float32).repeat(frameskip)
+        self.low_z, self.high_z = self.normalize(low), self.normalize(high)  # the box, z-scored
+        self.low, self.high = low, high
+        self.frameskip = frameskip
+
+    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
+        return (raw - self.mean) / self.std
+
+    def to_env(self, block_z: torch.Tensor) -> np.ndarray:
+        """(blk,) z-scored block -> (frameskip, A) raw actions clipped to the action box."""
+        raw = torch.clamp(block_z.cpu() * self.std + self.mean, self.low, self.high)
+        return raw.view(self.frameskip, -1).numpy()
+
+
+def latent_cost(model, context_emb, context_act, goal_emb):
+    """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
+    and the goal embedding (DESIGN.md §1.4)."""
+
+    def cost(cand: torch.Tensor) -> torch.Tensor:
+        b, S = cand.shape[:2]
+        rep = lambda x: x.unsqueeze(1).expand(b, S, *x.shape[1:]).reshape(b * S, *x.shape[1:])
+        ctx_act = rep(context_act) if context_act is not None else None
+        pred = model.rollout(rep(context_emb), ctx_act, cand.flatten(0, 1))[:, -1]  # (b*S, D)
+        return ((pred - rep(goal_emb)) ** 2).sum(-1).view(b, S)
+
+    return cost
+
+
+@torch.no_grad()
+def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
+            replan: int | None = None, seed: int = 0, record=()) -> tuple[list[EpisodeLog], list]:
+    """Drive `envs` (already reset; `obs` their first observations) towards `goal_pixels`
+    (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode at success.
+
+    The plan is `horizon` action blocks; the first `replan` blocks (default: all) are executed
+    `frameskip` raw steps at a time, then the episode is re-planned from its new frame with
+    the last `history` frames as context. Returns per-episode logs and the wall-clock
+    seconds of each CEM call with the number of episodes it planned, [(seconds, b), ...].
+    """
+    B, device = len(envs), model.device
+    fs, hist = model.cfg.frameskip, model.cfg.history
+    replan = replan or cem_cfg.horizon
+    scaler = ActionScaler(model.stats, fs, envs[0].action_space)
+    low, high = scaler.low_z.to(device), scaler.high_z.to(device)
+    gen = torch.Generator().manual_seed(seed)
+
+    def encode(frames) -> torch.Tensor:  # list of (H, W, 3) uint8 -> (n, D)
+        return model.encode(torch.from_numpy(np.stack(frames))[:, None].to(device))[:, 0]
+
+    goal_emb = encode(list(goal_pixels))  # (B, D)
+    logs = [EpisodeLog() for _ in range(B)]
+    for i, env in enumerate(envs):
+        logs[i].success = logs[i].success or env.success()
+        logs[i].success_step = 0 if logs[i].success else None
+        if i in record:
+            logs[i].frames.append(obs[i])
+    ctx_emb = [[] for _ in range(B)]  # per episode: embeddings of the frames at block starts
+    ctx_act = [[] for _ in range(B)]  # per episode: the blocks executed between them
+    timings = []
+    plan, t = None, 0
+    while t < budget:
+        active = [i for i in range(B) if not logs[i].success]
+        if not active:
+            break
+        z = encode([obs[i] for i in active])  # (b, D)
+        for j, i in enumerate(active):
+            ctx_emb[i] = (ctx_emb[i] + [z[j]])[-hist:]
+            ctx_act[i] = ctx_act[i][-(len(ctx_emb[i]) - 1):] if len(ctx_emb[i]) > 1 else []
+        if plan is None or t % (replan * fs) == 0:
+            context = torch.stack([torch.stack(ctx_emb[i]) for i in active])  # (b, h, D)
+            context_act = (torch.stack([torch.stack(ctx_act[i]) for i in active])
+                           if context.shape[1] > 1 else None)  # (b, h - 1, blk)
+            init = None
+            if cem_cfg.warm_start and plan is not None:
+                init = torch.zeros_like(plan[active])  # the unexecuted tail, then zeros
+                init[:, : cem_cfg.horizon - replan] = plan[active][:, replan:]
+            start = time.perf_counter()
+            new_plan, _ = cem(latent_cost(model, context, context_act, goal_emb[active]),
+                              len(active), low.numel(), cem_cfg, gen, device, init, low, high)
+            timings.append((time.perf_counter() - start, len(active)))
+            plan = torch.zeros(B, cem_cfg.horizon, low.numel(), device=device)
+            plan[active] = new_plan
+            block_index = 0
+        for i in active:
+            block = plan[i, block_index]
+            ctx_act[i] = ctx_act[i] + [block]
+            for a in scaler.to_env(block):
+                if logs[i].success or logs[i].steps >= budget:
+                    break
+                obs[i], _, terminated, _, _ = envs[i].step(a)
+                logs[i].steps += 1
+                if i in record:
+                    logs[i].frames.append(obs[i])
+                if terminated:
+                    logs[i].success, logs[i].success_step = True, logs[i].steps
+        block_index += 1
+        t += fs
+    return logs, timings
+
+
+def run_random(envs, budget: int, seed: int) -> list[bool]:
+    """Success of a uniform random policy on envs (already reset) within `budget` steps."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for env in envs:
+        ok = env.success()
+        for _ in range(budget):
+            if ok:
+                break
+            _, _, ok, _, _ = env.step(rng.uniform(env.action_space.low, env.action_space.high))
+        out.append(bool(ok))
+    return out

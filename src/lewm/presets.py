@@ -1,0 +1,181 @@
+"""Training configurations: one frozen dataclass and its named presets.
+
+`lewm train --preset NAME --set key=value` starts from a preset and overrides fields; nested
+model fields are addressed as `model.NAME`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+from lewm.errors import LewmError
+from lewm.model.config import ModelConfig
+
+REGULARIZERS = ("sigreg", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults are the paper's (DESIGN.md §1.3)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """the architecture"""
+    world: str = "tworoom"
+    """the world the data comes from (used by evaluation)"""
+    batch_size: int = 128
+    """clips per optimisation step (global, over all data-parallel ranks)"""
+    steps: int = 10_000
+    """optimisation steps"""
+    lr: float = 5e-5
+    """AdamW peak learning rate"""
+    weight_decay: float = 1e-3
+    """AdamW weight decay"""
+    warmup_steps: int = 500
+    """linear warm-up steps before the cosine decay"""
+    min_lr_ratio: float = 0.0
+    """the cosine decays to lr * min_lr_ratio"""
+    grad_clip: float = 1.0
+    """gradient-norm clipping (0: off)"""
+    regularizer: str = "sigreg"
+    """anti-collapse term: sigreg (LeWM) or none (collapses: the control of the study)"""
+    lambd: float = 0.09
+    """lambda: SIGReg weight (paper 0.1, authors' code 0.09)"""
+    num_proj: int = 1024
+    """M: SIGReg random directions, redrawn every step"""
+    val_fraction: float = 0.1
+    """fraction of episodes held out for validation (split by episode)"""
+    val_every: int = 500
+    """steps between validations"""
+    val_clips: int = 1024
+    """validation clips used at each validation"""
+    log_every: int = 25
+    """steps between training-metric lines"""
+    ckpt_every: int = 1000
+    """steps between checkpoints (one is also written at the end and on Ctrl-C)"""
+    seed: int = 0
+    """seed of initialisation, batches, SIGReg directions and dropout"""
+    device: str = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda or mps"""
+    compile: bool = False
+    """torch.compile the training step's model (CUDA)"""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)"""
+
+    def __post_init__(self):
+        if self.regularizer not in REGULARIZERS:
+            raise LewmError(f"unknown regularizer {self.regularizer!r} (choose from "
+                            f"{', '.join(REGULARIZERS)})")
+        for name in ("batch_size", "steps", "num_proj", "val_every", "log_every",
+                     "ckpt_every", "val_clips"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise LewmError(f"lr must be > 0, got {self.lr}")
+        if self.lambd < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.warmup_steps < 0:
+            raise LewmError("lambd, weight_decay, grad_clip and warmup_steps must be >= 0")
+        if not 0 <= self.val_fraction < 1:
+            raise LewmError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+
+    @property
+    def num_steps(self) -> int:
+        """Frames per training clip: the history and the frame after it."""
+        return self.model.history + 1
+
+
+# A conv encoder at 64 px: trains in minutes on two CPU cores.
+_CPU_MODEL = ModelConfig(
+    encoder="conv", image_size=64, conv_channels=(16, 32, 64, 64), enc_dim=64, embed_dim=64,
+    proj_hidden=256, act_hidden=128, pred_depth=3, pred_heads=4, pred_head_dim=16, pred_mlp=256,
+    dropout=0.0,
+)
+
+PRESETS: dict[str, TrainConfig] = {
+    # The paper's configuration (DESIGN.md §1.2-§1.3): ViT-Tiny/14 at 224 px, 18,034,478
+    # parameters for 2-D actions. Authors trained 10 epochs; steps here ~ 10 epochs of
+    # their Two-Room data at batch 128.
+    "paper": TrainConfig(),
+    "tworoom-cpu": TrainConfig(
+        model=_CPU_MODEL, batch_size=64, steps=3000, lr=1e-3, weight_decay=1e-3,
+        warmup_steps=100, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
+    ),
+    # Seconds on a CPU: for tests and for trying the commands.
+    "tiny": TrainConfig(
+        model=dataclasses.replace(
+            _CPU_MODEL, image_size=32, conv_channels=(8, 16, 16), enc_dim=32, embed_dim=32,
+            proj_hidden=64, act_hidden=32, pred_depth=1, pred_heads=2, pred_mlp=64,
+        ),
+        batch_size=16, steps=20, lr=1e-3, warmup_steps=2, lambd=0.1, num_proj=64,
+        val_every=10, val_clips=64, log_every=5, ckpt_every=10,
+    ),
+}
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise LewmError(f"unknown preset {name!r} (choose from {', '.join(sorted(PRESETS))})")
+    return PRESETS[name]
+
+
+def _parse(value: str, tp, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # Optional[...]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value.lower() == "none" else _parse(value, args[0], key)
+    try:
+        if tp is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if origin is tuple:
+            inner = typing.get_args(tp)[0]
+            return tuple(inner(v) for v in value.strip("()[] ").split(",") if v.strip())
+        if tp is int:
+            return int(float(value)) if float(value).is_integer() else int(value)
+        return tp(value)
+    except ValueError:
+        raise LewmError(f"--set {key}={value}: not a valid {getattr(tp, '__name__', tp)}") from None
+
+
+def override(cfg, assignments: list[str]):
+    """Apply `key=value` assignments (nested fields as `model.key`) to a frozen config."""
+    for item in assignments:
+        if "=" not in item:
+            raise LewmError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        cfg = _set(cfg, key.strip().split("."), value.strip(), key)
+    return cfg
+
+
+def _set(cfg, path: list[str], value: str, key: str):
+    hints = typing.get_type_hints(type(cfg))
+    name = path[0]
+    if name not in hints:
+        names = ", ".join(f.name for f in dataclasses.fields(cfg))
+        raise LewmError(f"--set {key}: unknown field {name!r} (fields: {names})")
+    if len(path) > 1:
+        return dataclasses.replace(cfg, **{name: _set(getattr(cfg, name), path[1:], value, key)})
+    if dataclasses.is_dataclass(hints[name]):
+        raise LewmError(f"--set {key}: {name!r} is a group; set one of its fields ({name}.X=...)")
+    return dataclasses.replace(cfg, **{name: _parse(value, hints[name], key)})
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """Rebuild a TrainConfig from `to_dict` output; unknown fields are an error."""
+    d = dict(d)
+    model = d.pop("model", {})
+    try:
+        model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
+        return TrainConfig(model=model, **d)
+    except TypeError as e:
+        raise LewmError(f"config does not match this version of lewm: {e}") from None

@@ -1,0 +1,376 @@
+"""Training LeWM from pixels: L = MSE(pred, next embedding) + lambda * SIGReg(embeddings).
+
+No stop-gradient, no EMA target, no pretrained encoder: the prediction loss flows into both
+the context and the target embeddings, and SIGReg alone keeps them from collapsing.
+Runs on CPU (fp32), CUDA (bf16 autocast), MPS, and under `torchrun` (DDP; SIGReg gathers
+the global batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lewm import __version__
+from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
+from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
+from lewm.errors import LewmError
+from lewm.losses import sigreg
+from lewm.model import LeWM, count_parameters
+from lewm.presets import TrainConfig, from_dict, to_dict
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LewmError("device cuda requested but CUDA is not available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise LewmError("device mps requested but MPS is not available")
+    return torch.device(name)
+
+
+@dataclass
+class Dist:
+    """Data-parallel context (a single process when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device_kind: str) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def sigreg_generator(seed: int, step: int) -> torch.Generator:
+    """Directions are redrawn every step, identically on every rank, and are a function of
+    (seed, step) alone so that a resumed run draws the same ones."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def collapse_stats(emb: torch.Tensor) -> dict:
+    """Collapse diagnostics of embeddings (N, D): per-dimension std (min, mean) and the
+    effective rank exp(entropy of the normalised singular values) of the centred matrix."""
+    emb = emb.double()
+    std = emb.std(dim=0)
+    s = torch.linalg.svdvals(emb - emb.mean(0))
+    p = s / s.sum().clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum()
+    return {"std_min": float(std.min()), "std_mean": float(std.mean()),
+            "effective_rank": float(torch.exp(entropy))}
+
+
+@dataclass
+class RunData:
+    """The train and validation clips of a run and what the checkpoint records about them."""
+
+    train: ClipDataset
+    val: ClipDataset | None
+    stats: dict
+    info: dict = field(default_factory=dict)
+
+
+def load_run_data(cfg: TrainConfig, data_path) -> RunData:
+    data = EpisodeData(data_path)
+    m = cfg.model
+    if data.action_dim != m.action_dim:
+        raise LewmError(f"{data_path}: actions are {data.action_dim}-D but the preset expects "
+                        f"{m.action_dim}-D (--set model.action_dim={data.action_dim})")
+    if data.image_size != (m.image_size, m.image_size):
+        raise LewmError(f"{data_path}: images are {data.image_size[0]}x{data.image_size[1]} but "
+                        f"the preset expects {m.image_size} px (collect with --size "
+                        f"{m.image_size}, or --set model.image_size={data.image_size[0]})")
+    train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
+    stats = fit_stats(data, train_eps)
+    train = ClipDataset(data, train_eps, cfg.num_steps, m.frameskip, stats)
+    val = ClipDataset(data, val_eps, cfg.num_steps, m.frameskip, stats) if len(val_eps) else None
+    info = {
+        "path": str(Path(data_path).resolve()), "episodes": data.num_episodes,
+        "image_size": m.image_size, "action_dim": data.action_dim,
+        "world": str(data.attrs.get("world", cfg.world)),
+        "val_episodes": val_eps.tolist(), "train_clips": len(train),
+        "val_clips": len(val) if val else 0,
+    }
+    return RunData(train, val, stats, info)
+
+
+def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    pixels = torch.from_numpy(batch["pixels"]).to(device, non_blocking=True)  # uint8
+    actions = torch.from_numpy(batch["action"]).to(device, non_blocking=True)
+    return pixels, actions
+
+
+def loss_terms(model, pixels, actions, cfg: TrainConfig, generator) -> dict:
+    """The two-term LeWM objective on one batch of clips."""
+    emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
+    pred_loss = F.mse_loss(pred.float(), emb[:, 1:].float())
+    terms = {"pred_loss": pred_loss}
+    if cfg.regularizer == "sigreg":
+        terms["sigreg"] = sigreg(emb.transpose(0, 1), cfg.num_proj, generator)  # over (T, B, D)
+        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
+    else:
+        terms["loss"] = pred_loss
+    return terms
+
+
+@torch.no_grad()
+def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) -> dict:
+    """Prediction loss, SIGReg and collapse diagnostics on a fixed set of validation clips."""
+    was_training = model.training
+    model.eval()
+    idx = np.linspace(0, len(val) - 1, min(cfg.val_clips, len(val))).astype(int)
+    losses, regs, embs = [], [], []
+    for i, start in enumerate(range(0, len(idx), cfg.batch_size)):
+        pixels, actions = to_device(val.batch(idx[start : start + cfg.batch_size]), device)
+        with autocast():
+            emb, pred = model(pixels, actions)
+        emb, pred = emb.float(), pred.float()
+        losses.append(F.mse_loss(pred, emb[:, 1:]).item() * len(emb))
+        regs.append(sigreg(emb.transpose(0, 1), cfg.num_proj, sigreg_generator(-1, i)).item())
+        embs.append(emb.flatten(0, 1).cpu())
+    model.train(was_training)
+    return {"pred_loss": sum(losses) / len(idx), "sigreg": float(np.mean(regs)),
+            **collapse_stats(torch.cat(embs))}
+
+
+class MetricsLog:
+    """metrics.jsonl (always) and TensorBoard (when installed)."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:  # TensorBoard is an optional extra: lewm[tensorboard]
+                self.tb = None
+
+    def write(self, split: str, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self):
+        if self.tb is not None:
+            self.tb.close()
+
+
+def prepare_run_dir(out, force: bool, resume: bool) -> Path:
+    out = Path(out)
+    if resume:
+        find_checkpoint(out)
+        return out
+    if out.exists():
+        is_run = (out / "config.json").exists() or (out / "checkpoint").exists()
+        if not force:
+            raise LewmError(f"{out}: already exists (pass --force to replace it, or --resume "
+                            "to continue its training)")
+        if any(out.iterdir()) and not is_run:
+            raise LewmError(f"{out}: exists and is not a lewm run directory; refusing to "
+                            "replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
+          resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
+    directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
+    this call, as Ctrl-C does; `--resume` continues from there."""
+    run_dir = prepare_run_dir(out, force, resume)
+    state = None
+    if resume:
+        meta = read_meta(run_dir)
+        cfg = from_dict(meta["train"])
+        data_path = data_path or meta["data"]["path"]
+        state = torch.load(find_checkpoint(run_dir) / "resume.pt", weights_only=False)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    dist_ctx = Dist.from_env(device.type)
+    if device.type == "cuda" and dist_ctx.world > 1:
+        device = torch.device("cuda", dist_ctx.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.batch_size % dist_ctx.world:
+        raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
+
+    run = load_run_data(cfg, data_path)
+    torch.manual_seed(cfg.seed)
+    model = LeWM(cfg.model).to(device)
+    model.stats = run.stats
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    start = 0
+    if state is not None:
+        from lewm.checkpoint import load_model
+
+        model.load_state_dict(load_model(run_dir).state_dict())
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+    if start >= cfg.steps:
+        raise LewmError(f"{run_dir}: training already finished ({start}/{cfg.steps} steps)")
+
+    step_model = model
+    if device.type == "cuda" and dist_ctx.world > 1:
+        step_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if dist_ctx.world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+    use_bf16 = device.type == "cuda"
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    meta = {"train": to_dict(cfg), "data": run.info, "parameters": params}
+    log = MetricsLog(run_dir, dist_ctx.main)
+    if dist_ctx.main and not resume:
+        (run_dir / "config.json").write_text(json.dumps(
+            {"lewm_version": __version__, **meta}, indent=2) + "\n")
+
+    def checkpoint(step: int) -> None:
+        if dist_ctx.main:
+            resume_state = {"step": step, "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}
+            save_checkpoint(run_dir / "checkpoint", model, {**meta, "step": step}, run.stats,
+                            resume_state)
+
+    local_batch = cfg.batch_size // dist_ctx.world
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and dist_ctx.main),
+               desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+    model.train()
+    t_start = t_log = time.perf_counter()
+    frames_since = 0
+    last_val: dict = {}
+    step = start
+    stop = StopFlag()
+    try:
+        for step in range(start, end):
+            if stop.set:
+                break
+            idx = batch_indices(len(run.train), cfg.batch_size, cfg.seed, step)
+            idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
+            pixels, actions = to_device(run.train.batch(idx), device)
+            with autocast():
+                terms = loss_terms(step_model, pixels, actions, cfg,
+                                   sigreg_generator(cfg.seed, step))
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise LewmError(
+                    f"loss became {loss.item()} at step {step}; stopped. The last good "
+                    f"checkpoint is in {run_dir / 'checkpoint'} (try a lower lr)"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            sched.step()
+            frames_since += cfg.batch_size * cfg.num_steps
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                values = {k: v.item() for k, v in terms.items()}
+                values.update(lr=sched.get_last_lr()[0], grad_norm=float(grad_norm),
+                              frames_per_s=frames_since / (now - t_log))
+                log.write("train", done, values)
+                t_log, frames_since = now, 0
+                bar.set_postfix(loss=f"{values['loss']:.4f}", pred=f"{values['pred_loss']:.4f}")
+            if run.val is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+                last_val = validate(model, run.val, cfg, device, autocast)
+                log.write("val", done, last_val)
+            if done % cfg.ckpt_every == 0 and done != end:
+                checkpoint(done)
+            bar.update(1)
+        else:
+            step = end
+    finally:
+        bar.close()
+        stop.restore()
+    checkpoint(step)
+    log.close()
+    seconds = time.perf_counter() - t_start
+    summary = {"run_dir": str(run_dir), "step": step, "steps": cfg.steps,
+               "finished": step >= cfg.steps, "seconds": seconds, "parameters": params,
+               "val": last_val}
+    if dist_ctx.main and step >= cfg.steps:
+        from lewm.plots import plot_training
+
+        plot_training(run_dir / "metrics.jsonl", run_dir / "curves.png")
+    if stop.set:
+        raise KeyboardInterrupt(f"stopped at step {step}; continue with "
+                                f"`lewm train --resume {run_dir}`")
+    return summary
+
+
+class StopFlag:
+    """Ctrl-C sets a flag that the loop reads between steps, so the checkpoint written on the
+    way out is never of a half-applied optimizer step. A second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.set = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def param_summary(model: LeWM) -> dict:
+    return {name: count_parameters(getattr(model, name)) for name in
+            ("encoder", "projector", "action_encoder", "predictor", "pred_proj")}

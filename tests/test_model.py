@@ -1,0 +1,103 @@
+import dataclasses
+
+import pytest
+import torch
+
+from lewm.model import LeWM, ModelConfig, count_parameters
+from lewm.presets import PRESETS
+
+TINY = PRESETS["tiny"].model
+
+
+def test_paper_parameter_counts():
+    m = LeWM(PRESETS["paper"].model)
+    parts = {name: count_parameters(getattr(m, name)) for name in
+             ("encoder", "projector", "action_encoder", "predictor", "pred_proj")}
+    assert parts == {"encoder": 5_501_376, "projector": 792_768, "action_encoder": 156_206,
+                     "predictor": 10_791_360, "pred_proj": 792_768}
+    assert count_parameters(m) == 18_034_478
+    cube = dataclasses.replace(PRESETS["paper"].model, action_dim=5)
+    assert count_parameters(LeWM(cube)) == 18_034_628
+
+
+def test_paper_model_shapes_at_224():
+    m = LeWM(dataclasses.replace(PRESETS["paper"].model, enc_depth=1, pred_depth=1)).eval()
+    pixels = torch.randint(0, 256, (2, 3, 224, 224, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        emb = m.encode(pixels)
+    assert emb.shape == (2, 3, 192)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return LeWM(dataclasses.replace(TINY, history=3)).eval()
+
+
+def test_shapes(model):
+    D, blk = TINY.embed_dim, TINY.frameskip * TINY.action_dim
+    pixels = torch.randint(0, 256, (4, 4, 32, 32, 3), dtype=torch.uint8)
+    actions = torch.randn(4, 4, blk)
+    emb = model.encode(pixels)
+    assert emb.shape == (4, 4, D)
+    pred = model.predict(emb[:, :3], model.embed_actions(actions[:, :3]))
+    assert pred.shape == (4, 3, D)
+    emb2, pred2 = model(pixels, actions)
+    torch.testing.assert_close(emb, emb2)
+    torch.testing.assert_close(pred, pred2)
+    out = model.rollout(emb[:, :2], actions[:, :1], torch.randn(4, 6, blk))
+    assert out.shape == (4, 6, D)
+
+
+def test_images_of_another_size_are_resized(model):
+    pixels = torch.randint(0, 256, (2, 1, 64, 64, 3), dtype=torch.uint8)
+    assert model.encode(pixels).shape == (2, 1, TINY.embed_dim)
+
+
+def test_predictor_is_causal(model):
+    emb = torch.randn(2, 3, TINY.embed_dim)
+    act = torch.randn(2, 3, TINY.embed_dim)
+    # Make the blocks non-trivial (AdaLN-zero starts as the identity).
+    for p in model.predictor.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    a = model.predict(emb, act)
+    emb2, act2 = emb.clone(), act.clone()
+    emb2[:, 2] += 1.0
+    act2[:, 2] += 1.0
+    b = model.predict(emb2, act2)
+    torch.testing.assert_close(a[:, :2], b[:, :2])
+    assert not torch.allclose(a[:, 2], b[:, 2])
+
+
+def test_adaln_zero_blocks_start_as_identity(model):
+    x = torch.randn(2, 3, TINY.embed_dim)
+    c = torch.randn(2, 3, TINY.embed_dim)
+    for block in model.predictor.blocks:
+        torch.testing.assert_close(block(x, c), x)
+
+
+def test_rollout_matches_step_by_step_prediction(model):
+    for p in model.predictor.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    blk = TINY.frameskip * TINY.action_dim
+    ctx = torch.randn(3, 2, TINY.embed_dim)
+    ctx_act = torch.randn(3, 1, blk)
+    future = torch.randn(3, 4, blk)
+    out = model.rollout(ctx, ctx_act, future)
+    # By hand: the predictor sees at most `history` (3) frames.
+    embs, acts = list(ctx.unbind(1)), list(ctx_act.unbind(1)) + list(future.unbind(1))
+    for k in range(4):
+        z = torch.stack(embs[-3:], 1)
+        a = model.embed_actions(torch.stack(acts[: len(embs)][-3:], 1))
+        nxt = model.predict(z, a)[:, -1]
+        torch.testing.assert_close(out[:, k], nxt, rtol=1e-4, atol=1e-5)
+        embs.append(nxt)
+
+
+def test_bad_model_config():
+    from lewm.errors import LewmError
+
+    with pytest.raises(LewmError, match="multiple of"):
+        ModelConfig(image_size=100, patch_size=14)
+    with pytest.raises(LewmError, match="encoder"):
+        ModelConfig(encoder="resnet")

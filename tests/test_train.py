@@ -1,0 +1,120 @@
+import json
+
+import pytest
+import torch
+from conftest import run_cli
+from safetensors.torch import load_file
+
+import lewm
+from lewm.errors import LewmError
+from lewm.presets import get_preset, override
+from lewm.train import train
+
+TINY = get_preset("tiny")
+
+
+def weights(run_dir):
+    return load_file(run_dir / "checkpoint" / "model.safetensors")
+
+
+def test_run_directory_and_load(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    summary = train(TINY, tworoom_file, out, progress=False)
+    assert summary["finished"] and summary["step"] == TINY.steps
+    for name in ("config.json", "metrics.jsonl", "curves.png", "checkpoint/config.json",
+                 "checkpoint/model.safetensors", "checkpoint/stats.json", "checkpoint/resume.pt"):
+        assert (out / name).exists(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    val_rows = [r for r in rows if r["split"] == "val"]
+    assert {"pred_loss", "sigreg", "lr", "grad_norm", "frames_per_s"} <= set(train_rows[-1])
+    assert {"pred_loss", "std_min", "std_mean", "effective_rank"} <= set(val_rows[-1])
+    model = lewm.load(out)
+    assert not model.training and set(model.stats) >= {"action", "state"}
+    pixels = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
+    again = lewm.load(out / "checkpoint")
+    torch.testing.assert_close(model.encode(pixels), again.encode(pixels))
+
+
+def test_resume_is_bitwise_identical(tworoom_file, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train(TINY, tworoom_file, whole, progress=False)
+    # stop_after behaves like Ctrl-C: checkpoint, then KeyboardInterrupt.
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        train(TINY, tworoom_file, split, progress=False, stop_after=7)
+    meta = json.loads((split / "checkpoint" / "config.json").read_text())
+    assert meta["step"] == 7
+    train(None, None, split, resume=True, progress=False)
+    a, b = weights(whole), weights(split)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_bad_data_for_the_preset(tworoom_file, tmp_path):
+    with pytest.raises(LewmError, match="actions are 2-D but the preset expects 3-D"):
+        train(override(TINY, ["model.action_dim=3"]), tworoom_file, tmp_path / "a")
+    with pytest.raises(LewmError, match="images are 32x32 but the preset expects 64 px"):
+        train(override(TINY, ["model.image_size=64"]), tworoom_file, tmp_path / "b")
+
+
+def test_existing_run_directory_is_refused(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(LewmError, match="already exists"):
+        train(TINY, tworoom_file, out)
+    with pytest.raises(LewmError, match="not a lewm run directory"):
+        train(TINY, tworoom_file, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    cfg = override(TINY, ["lr=1e12", "warmup_steps=0", "grad_clip=0", "steps=200",
+                          "ckpt_every=1"])
+    with pytest.raises(LewmError, match="loss became"):
+        train(cfg, tworoom_file, out, progress=False)
+    meta = json.loads((out / "checkpoint" / "config.json").read_text())
+    model = lewm.load(out)
+    assert all(torch.isfinite(p).all() for p in model.parameters()), meta["step"]
+
+
+def test_incomplete_and_incompatible_checkpoints(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    train(TINY, tworoom_file, out, progress=False)
+    cfg_path = out / "checkpoint" / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(LewmError, match="format 99"):
+        lewm.load(out)
+    cfg_path.write_text(json.dumps({**meta, "train": {**meta["train"], "warp_drive": 1}}))
+    with pytest.raises(LewmError, match="does not match this version"):
+        lewm.load(out)
+    (out / "checkpoint" / "model.safetensors").unlink()
+    with pytest.raises(LewmError, match="incomplete checkpoint"):
+        lewm.load(out)
+    with pytest.raises(LewmError, match="no checkpoint"):
+        lewm.load(tmp_path)
+
+
+def test_set_overrides():
+    cfg = override(TINY, ["lr=3e-4", "model.embed_dim=48", "model.conv_channels=8,16,24",
+                          "compile=false"])
+    assert cfg.lr == 3e-4 and cfg.model.embed_dim == 48 and cfg.model.conv_channels == (8, 16, 24)
+    with pytest.raises(LewmError, match="unknown field 'nope'"):
+        override(TINY, ["nope=1"])
+    with pytest.raises(LewmError, match="not a valid int"):
+        override(TINY, ["steps=many"])
+    with pytest.raises(LewmError, match="unknown regularizer"):
+        override(TINY, ["regularizer=dropout"])
+
+
+def test_train_cli(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                   "--set", "steps=6", "--quiet")
+    assert "step 6/6" in proc.stdout
+    again = run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", out, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert "Traceback" not in again.stderr
