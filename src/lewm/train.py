@@ -217,11 +217,13 @@ def prepare_run_dir(out, force: bool, resume: bool) -> Path:
 
 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
-          resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
+          resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          prepared: bool = False) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
-    this call, as Ctrl-C does; `--resume` continues from there."""
-    run_dir = prepare_run_dir(out, force, resume)
+    this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
+    already made the run directory with `prepare_run_dir`."""
+    run_dir = Path(out) if prepared else prepare_run_dir(out, force, resume)
     state = None
     if resume:
         meta = read_meta(run_dir)

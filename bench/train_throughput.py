@@ -1,0 +1,61 @@
+"""Training throughput (frames/s) of the presets on this machine, on random clips of the
+preset's image size: one optimisation step = encode + predict + SIGReg + backward + AdamW.
+
+    python bench/train_throughput.py [--presets tworoom-cpu paper] [--paper-batch 16]
+"""
+
+import argparse
+import time
+
+import torch
+from common import machine, save
+
+from lewm.model import LeWM
+from lewm.presets import get_preset
+from lewm.train import loss_terms, sigreg_generator
+
+p = argparse.ArgumentParser()
+p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "paper"])
+p.add_argument("--paper-batch", type=int, default=16,
+               help="batch for the paper preset on CPU (128 clips per step would take minutes)")
+p.add_argument("--steps", type=int, default=10)
+args = p.parse_args()
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+results = {}
+for name in args.presets:
+    cfg = get_preset(name)
+    batch = cfg.batch_size if (name != "paper" or device.type == "cuda") else args.paper_batch
+    steps = args.steps if name != "paper" or device.type == "cuda" else 3
+    torch.manual_seed(0)
+    model = LeWM(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    S, T = cfg.model.image_size, cfg.num_steps
+    pixels = torch.randint(0, 256, (batch, T, S, S, 3), dtype=torch.uint8, device=device)
+    actions = torch.randn(batch, T, cfg.model.frameskip * cfg.model.action_dim, device=device)
+    bf16 = device.type == "cuda"
+
+    def step(i):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(0, i))
+        opt.zero_grad()
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    step(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    results[name] = {"batch_clips": batch, "frames_per_step": batch * T, "image_size": S,
+                     "s_per_step": round(seconds, 3), "frames_per_s": round(batch * T / seconds),
+                     "timed_steps": steps, "precision": "bf16 autocast" if bf16 else "fp32"}
+    print(name, results[name])
+tag = "gpu" if device.type == "cuda" else "cpu"
+save(f"train_throughput_{tag}", {"device": str(device), "presets": results,
+                                 "threads": machine()["torch_threads"]})

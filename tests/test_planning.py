@@ -1,0 +1,138 @@
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from lewm.envs import tworoom
+from lewm.errors import LewmError
+from lewm.evaluate import EvalConfig, dataset_pairs, evaluate, make_envs, wilson
+from lewm.planning.cem import CEMConfig, cem
+from lewm.planning.mpc import run_mpc, run_random
+
+
+def test_cem_finds_the_optimum_of_a_quadratic():
+    target = torch.tensor([[0.5, -1.2], [2.0, 0.3], [-0.7, 0.0]])  # one optimum per problem
+
+    def cost(cand):  # (batch, S, H, a)
+        return ((cand - target[:, None, None, :]) ** 2).sum((-1, -2))
+
+    plan, best = cem(cost, batch=3, action_dim=2, cfg=CEMConfig(horizon=4),
+                     generator=torch.Generator().manual_seed(0))
+    assert plan.shape == (3, 4, 2)
+    torch.testing.assert_close(plan, target[:, None, :].expand(3, 4, 2), atol=1e-2, rtol=0)
+    assert (best < 1e-3).all()
+
+
+def test_cem_respects_bounds_and_seed():
+    cost = lambda c: -c.sum((-1, -2))  # wants ever larger actions
+    low, high = torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5])
+    cfg = CEMConfig(samples=50, elites=5, iterations=10, horizon=2)
+    a, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
+    b, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a[0], high.expand(2, 2), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"elites": 400}, "cannot exceed samples"),
+    ({"horizon": 0}, "horizon must be >= 1"),
+    ({"samples": 0}, "samples must be >= 1"),
+])
+def test_planner_settings_out_of_range(kwargs, match):
+    with pytest.raises(LewmError, match=match):
+        CEMConfig(**kwargs)
+
+
+class OracleTwoRoom:
+    """A perfect latent model of Two-Room: the latent is the agent position read off the
+    image (the centroid of red), and rollouts apply the true dynamics."""
+
+    cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3)
+    stats = {"action": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}}
+    device = torch.device("cpu")
+
+    def encode(self, pixels):  # (B, T, H, W, 3) uint8 -> (B, T, 2)
+        img = pixels.float()
+        red = (img[..., 0] - img[..., 1]).clamp_min(0)  # (B, T, H, W)
+        S = pixels.shape[-2]
+        coords = (torch.arange(S) + 0.5) * tworoom.CANVAS / S
+        mass = red.sum((-1, -2))
+        x = (red.sum(-2) * coords).sum(-1) / mass
+        y = (red.sum(-1) * coords).sum(-1) / mass
+        return torch.stack([x, y], -1)
+
+    def rollout(self, context_emb, context_actions, future_actions):
+        pos = context_emb[:, -1].double().numpy()  # (B, 2)
+        acts = future_actions.view(len(pos), future_actions.shape[1], 5, 2).double().numpy()
+        out = []
+        for k in range(acts.shape[1]):
+            for s in range(5):
+                pos = tworoom.move(pos, acts[:, k, s])
+            out.append(torch.from_numpy(pos.copy()).float())
+        return torch.stack(out, 1)
+
+
+def test_mpc_with_an_oracle_model_solves_two_room(tworoom_file):
+    pairs = dataset_pairs(tworoom_file, 20, offset=25, seed=42)
+    envs, obs = make_envs("tworoom", 64, pairs)
+    goals = np.stack([e.goal_pixels() for e in envs])
+    logs, timings = run_mpc(OracleTwoRoom(), envs, obs, goals, CEMConfig(), budget=50, seed=0)
+    assert all(log.success for log in logs), [log.steps for log in logs]
+    assert timings[0][1] == sum(not e.success() for e in make_envs("tworoom", 16, pairs)[0])
+
+
+def test_random_policy_baseline_is_seeded(tworoom_file):
+    pairs = dataset_pairs(tworoom_file, 10, offset=25, seed=42)
+    a = run_random(make_envs("tworoom", 16, pairs)[0], 50, seed=0)
+    b = run_random(make_envs("tworoom", 16, pairs)[0], 50, seed=0)
+    assert a == b
+
+
+def test_dataset_pairs(tworoom_file, tmp_path):
+    pairs = dataset_pairs(tworoom_file, 8, offset=25, seed=42)
+    assert len(pairs) == 8
+    np.testing.assert_array_equal(pairs, dataset_pairs(tworoom_file, 8, offset=25, seed=42))
+    with pytest.raises(LewmError, match="shorter than offset"):
+        dataset_pairs(tworoom_file, 8, offset=41, seed=42)
+    assert wilson(45, 50)[0] < 0.9 < wilson(45, 50)[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tworoom_file, tmp_path_factory):
+    from lewm.presets import get_preset
+    from lewm.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(get_preset("tiny"), tworoom_file, out, progress=False)
+    return out
+
+
+def test_evaluation_is_deterministic(tiny_run):
+    cfg = EvalConfig(episodes=4, gifs=1)
+    cem_cfg = CEMConfig(samples=20, elites=4, iterations=2)
+    a = evaluate(tiny_run, cfg, cem_cfg, out_name="a.json")
+    b = evaluate(tiny_run, cfg, cem_cfg, out_name="b.json")
+    for key in ("success_rate", "random_success_rate", "solved_at_start", "episodes"):
+        assert a[key] == b[key]
+    for key in ("success_rate", "success_ci95", "random_success_rate", "solved_at_start",
+                "episodes", "plan_ms_mean", "plan_ms_p95", "wall_s", "config", "version"):
+        assert key in a
+    assert (tiny_run / "a.png").exists() and (tiny_run / "a_episode00.gif").exists()
+
+
+def test_eval_cli_and_its_errors(tiny_run, tmp_path):
+    proc = run_cli("eval", tiny_run, "--episodes", 3, "--samples", 10, "--elites", 2,
+                   "--iterations", 1, "--gifs", 0)
+    assert "success" in proc.stdout
+    result = json.loads((tiny_run / "eval.json").read_text())
+    assert result["episodes_evaluated"] == 3
+    again = run_cli("eval", tiny_run, "--episodes", 3, check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = run_cli("eval", tiny_run, "--elites", 500, "--force", check=False)
+    assert bad.returncode == 2 and "cannot exceed samples" in bad.stderr
+    empty = run_cli("eval", tmp_path, check=False)
+    assert empty.returncode == 2 and "no checkpoint" in empty.stderr
+    assert "Traceback" not in bad.stderr + empty.stderr
