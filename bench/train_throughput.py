@@ -22,11 +22,13 @@ p.add_argument("--steps", type=int, default=10)
 args = p.parse_args()
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-results = {}
-for name in args.presets:
+
+
+def measure(name: str) -> dict:
     cfg = get_preset(name)
-    batch = cfg.batch_size if (name != "paper" or device.type == "cuda") else args.paper_batch
-    steps = args.steps if name != "paper" or device.type == "cuda" else 3
+    slow = name == "paper" and device.type != "cuda"
+    batch = args.paper_batch if slow else cfg.batch_size
+    steps = 3 if slow else args.steps
     torch.manual_seed(0)
     model = LeWM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -52,9 +54,14 @@ for name in args.presets:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / steps
-    results[name] = {"batch_clips": batch, "frames_per_step": batch * T, "image_size": S,
-                     "s_per_step": round(seconds, 3), "frames_per_s": round(batch * T / seconds),
-                     "timed_steps": steps, "precision": "bf16 autocast" if bf16 else "fp32"}
+    return {"batch_clips": batch, "frames_per_step": batch * T, "image_size": S,
+            "s_per_step": round(seconds, 3), "frames_per_s": round(batch * T / seconds),
+            "timed_steps": steps, "precision": "bf16 autocast" if bf16 else "fp32"}
+
+
+results = {}
+for name in args.presets:
+    results[name] = measure(name)
     print(name, results[name])
 tag = "gpu" if device.type == "cuda" else "cpu"
 save(f"train_throughput_{tag}", {"device": str(device), "presets": results,
