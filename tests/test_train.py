@@ -118,3 +118,21 @@ def test_train_cli(tworoom_file, tmp_path):
     again = run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", out, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tworoom_file, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "0", "-m", "lewm.cli", "train", "--preset", "tiny", "--data",
+         str(tworoom_file), "--out", str(out), "--set", "steps=4", "--set", "threads=1",
+         "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["step"] == 4
+    assert lewm.load(out) is not None

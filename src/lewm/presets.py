@@ -99,9 +99,13 @@ PRESETS: dict[str, TrainConfig] = {
     # parameters for 2-D actions. Authors trained 10 epochs; steps here ~ 10 epochs of
     # their Two-Room data at batch 128.
     "paper": TrainConfig(),
+    # lambda 0.02 (inside the paper's working range [0.01, 0.2]): Two-Room's observations lie
+    # on a 2-D manifold, and the stronger isotropy pressure of lambda 0.1 folds it so that
+    # latent distance stops growing ~45 units from the goal, leaving CEM no signal for far
+    # goals (88 % success on the protocol); at 0.02 it keeps growing across the room (98 %).
     "tworoom-cpu": TrainConfig(
         model=_CPU_MODEL, batch_size=64, steps=3000, lr=1e-3, weight_decay=1e-3,
-        warmup_steps=100, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
+        warmup_steps=100, lambd=0.02, num_proj=256, val_every=500, ckpt_every=500, threads=2,
     ),
     # Seconds on a CPU: for tests and for trying the commands.
     "tiny": TrainConfig(
