@@ -127,8 +127,8 @@ def test_torchrun_two_processes(tworoom_file, tmp_path):
 
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "0", "-m", "lewm.cli", "train", "--preset", "tiny", "--data",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc_per_node", "2", "-m", "lewm.cli", "train", "--preset", "tiny", "--data",
          str(tworoom_file), "--out", str(out), "--set", "steps=4", "--set", "threads=1",
          "--quiet"],
         capture_output=True, text=True, timeout=300,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def cmd_train(args) -> None:
         cfg = override(get_preset(args.preset), args.set)
         summary = train(cfg, args.data, args.out, force=args.force, progress=not args.quiet,
                         stop_after=args.stop_after)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     val = summary["val"]
     print(f"{summary['run_dir']}: step {summary['step']}/{summary['steps']} in "
           f"{summary['seconds']:.0f} s, {summary['parameters']:,} parameters")

@@ -223,7 +223,9 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
     already made the run directory with `prepare_run_dir`."""
-    run_dir = Path(out) if prepared else prepare_run_dir(out, force, resume)
+    # Under torchrun only rank 0 prepares the directory; the others wait for it below.
+    first_rank = int(os.environ.get("RANK", "0")) == 0
+    run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
     state = None
     if resume:
         meta = read_meta(run_dir)
@@ -237,6 +239,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     if device.type == "cuda" and dist_ctx.world > 1:
         device = torch.device("cuda", dist_ctx.local_rank)
         torch.cuda.set_device(device)
+    if dist_ctx.world > 1:
+        torch.distributed.barrier()
     if cfg.batch_size % dist_ctx.world:
         raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
 
