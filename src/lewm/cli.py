@@ -66,6 +66,8 @@ def cmd_train(args) -> None:
     val = summary["val"]
     print(f"{summary['run_dir']}: step {summary['step']}/{summary['steps']} in "
           f"{summary['seconds']:.0f} s, {summary['parameters']:,} parameters")
+    if not summary["finished"]:
+        print(f"  stopped early; continue with `lewm train --resume {summary['run_dir']}`")
     if val:
         print(f"  validation: prediction loss {val['pred_loss']:.4f}, SIGReg {val['sigreg']:.3f}, "
               f"effective rank {val['effective_rank']:.1f}, min per-dim std {val['std_min']:.3f}")
@@ -133,6 +135,43 @@ def cmd_demo(args) -> None:
     for name, what, when in rows:
         print(f"  {name:<16} {what:<72} {when:>12}")
     print(f"\nrun directory: {out}  (eval.json, eval.png, curves.png, eval_episode*.gif)")
+
+
+def cmd_probe(args) -> None:
+    from lewm.probe import probe
+
+    r = probe(args.run_dir, data_path=args.data, max_rows=args.rows, seed=args.seed,
+              force=args.force)
+    print(f"{'probe':<8} {'quantity':<20} {'MSE (std.)':>10} {'Pearson r':>10}")
+    for kind, per in r["probes"].items():
+        for q, m in per.items():
+            print(f"{kind:<8} {q:<20} {m['mse']:>10.4f} {m['r']:>10.4f}")
+    print(f"wrote {Path(args.run_dir) / 'probe.json'} and probe.png "
+          f"({r['test_rows']} frames of {r['test_episodes']} held-out episodes)")
+
+
+def cmd_surprise(args) -> None:
+    from lewm.surprise import surprise
+
+    r = surprise(args.run_dir, trajectories=args.trajectories, blocks=args.blocks,
+                 seed=args.seed, force=args.force)
+    print(f"event at frame {r['event_block']} of {r['blocks']}, {r['trajectories']} trajectories")
+    for name, v in r["variants"].items():
+        print(f"  {name:<9} spike {v['spike_mean']:.3f} vs {v['unperturbed_mean_at_event']:.3f} "
+              f"unperturbed (x{v['ratio']:.1f}), paired t = {v['t']:.2f}, p = {v['p_value']:.2g}, "
+              f"AUROC {v['auroc_peak']:.2f}")
+    print(f"wrote {Path(args.run_dir) / 'surprise.json'} and surprise.png")
+
+
+def cmd_ablate(args) -> None:
+    from lewm.ablate import ablate, table
+    from lewm.presets import get_preset, override
+
+    cfg = override(get_preset(args.preset), args.set)
+    result = ablate(cfg, args.data, args.out, regularizers=args.regularizers.split(","),
+                    force=args.force, progress=not args.quiet, eval_episodes=args.episodes)
+    print(table(result))
+    print(f"wrote {Path(args.out) / 'ablation.md'}, ablation.json and ablation.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,6 +243,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace an existing run directory")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
+    pr = sub.add_parser("probe", help="linear and MLP probes of the latent space")
+    pr.add_argument("run_dir")
+    pr.add_argument("--data", help="episode file (default: the training data)")
+    pr.add_argument("--rows", type=int, default=20_000, help="frames per split, at most")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--force", action="store_true")
+    pr.set_defaults(func=cmd_probe)
+
+    su = sub.add_parser("surprise", help="prediction error on teleport and colour events")
+    su.add_argument("run_dir")
+    su.add_argument("--trajectories", type=int, default=64)
+    su.add_argument("--blocks", type=int, default=12, help="action blocks per trajectory")
+    su.add_argument("--seed", type=int, default=0)
+    su.add_argument("--force", action="store_true")
+    su.set_defaults(func=cmd_surprise)
+
+    ab = sub.add_parser("ablate", help="the collapse study: each regulariser, same data and seed")
+    ab.add_argument("--preset", default="tworoom-cpu")
+    ab.add_argument("--data", required=True, help="training episode file (.h5)")
+    ab.add_argument("--out", required=True, help="directory for the runs and the table")
+    ab.add_argument("--regularizers", default="sigreg,none,vicreg,ema")
+    ab.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
+    ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ab.add_argument("--force", action="store_true")
+    ab.add_argument("--quiet", action="store_true")
+    ab.set_defaults(func=cmd_ablate)
     return p
 
 

@@ -57,3 +57,21 @@ def sigreg(z: torch.Tensor, num_proj: int = 1024, generator: torch.Generator | N
     z = gather_batch(z.float(), dim=1)  # (T, B_global, D)
     A = random_directions(z.shape[-1], num_proj, generator, z.device)  # (D, M)
     return epps_pulley(z @ A, knots, t_max).mean()
+
+
+def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance and covariance penalties (Bardes et al. 2022) of embeddings
+    z (T, B, D), per time step over the batch, averaged over time steps.
+
+    variance: mean over dimensions of relu(1 - std); covariance: the sum of squared
+    off-diagonal covariances divided by D. The collapse study's baseline heuristic.
+    """
+    z = gather_batch(z.float(), dim=1)
+    T, B, D = z.shape
+    zc = z - z.mean(1, keepdim=True)  # (T, B, D)
+    std = torch.sqrt(zc.var(1) + eps)  # (T, D)
+    variance = torch.relu(1 - std).mean()
+    cov = zc.transpose(1, 2) @ zc / (B - 1)  # (T, D, D)
+    off = cov - torch.diag_embed(torch.diagonal(cov, dim1=1, dim2=2))
+    covariance = (off**2).sum((1, 2)).mean() / D
+    return variance, covariance

@@ -80,3 +80,71 @@ def plot_eval(result: dict, out_png) -> None:
     with atomic_path(out_png) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def plot_probe(truth, preds: dict, names: list[str], out_png) -> None:
+    """Predicted against true (standardised) values, one panel per probe and component."""
+    plt = _pyplot()
+    kinds = list(preds)
+    fig, axes = plt.subplots(len(kinds), len(names), figsize=(3.2 * len(names), 3.2 * len(kinds)),
+                             squeeze=False)
+    for i, kind in enumerate(kinds):
+        for j, name in enumerate(names):
+            ax = axes[i][j]
+            ax.scatter(truth[:, j], preds[kind][:, j], s=2, alpha=0.3)
+            lim = [truth[:, j].min(), truth[:, j].max()]
+            ax.plot(lim, lim, "k--", lw=0.8)
+            ax.set(title=f"{kind}: {name}", xlabel="true (standardised)", ylabel="predicted")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def plot_surprise(curves: dict, event: int, out_png) -> None:
+    """Mean surprise (prediction error) per frame for each variant, with the event marked."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, c in curves.items():
+        t = np.arange(1, c.shape[1])
+        m = np.nanmean(c[:, 1:], 0)
+        se = np.nanstd(c[:, 1:], 0) / np.sqrt(len(c))
+        ax.plot(t, m, "o-", label=name)
+        ax.fill_between(t, m - se, m + se, alpha=0.2)
+    ax.axvline(event, color="k", ls="--", lw=0.8, label="event")
+    ax.set(xlabel="frame (action blocks)", ylabel="surprise ||pred - z||^2",
+           title="prediction error along trajectories")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_ablation(result: dict, out_png) -> None:
+    """Collapse diagnostics over training per regulariser, and the final outcomes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for row in result["rows"]:
+        steps = [c["step"] for c in row["curve"]]
+        axes[0].plot(steps, [c["effective_rank"] for c in row["curve"]], "o-",
+                     label=row["regularizer"])
+        axes[1].plot(steps, [max(c["std_min"], 1e-8) for c in row["curve"]], "o-",
+                     label=row["regularizer"])
+    axes[0].set(title=f"effective rank (of D = {result['embed_dim']})", xlabel="step")
+    axes[1].set(title="min per-dim std", xlabel="step", yscale="log")
+    axes[0].legend()
+    names = [r["regularizer"] for r in result["rows"]]
+    x = range(len(names))
+    axes[2].bar([i - 0.2 for i in x], [r["success_rate"] for r in result["rows"]], 0.4,
+                label="planning success")
+    axes[2].bar([i + 0.2 for i in x], [max(r["probe_r_linear"], 0) for r in result["rows"]], 0.4,
+                label="linear probe r")
+    axes[2].set(xticks=list(x), xticklabels=names, ylim=(0, 1.05), title="outcomes")
+    axes[2].legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

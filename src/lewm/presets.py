@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from lewm.errors import LewmError
 from lewm.model.config import ModelConfig
 
-REGULARIZERS = ("sigreg", "none")
+REGULARIZERS = ("sigreg", "none", "vicreg", "ema")
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,18 @@ class TrainConfig:
     grad_clip: float = 1.0
     """gradient-norm clipping (0: off)"""
     regularizer: str = "sigreg"
-    """anti-collapse term: sigreg (LeWM) or none (collapses: the control of the study)"""
+    """anti-collapse term: sigreg (LeWM), none (the control: collapses), vicreg (variance +
+    covariance penalties) or ema (BYOL-style stop-gradient target from a momentum encoder)"""
     lambd: float = 0.09
     """lambda: SIGReg weight (paper 0.1, authors' code 0.09)"""
     num_proj: int = 1024
     """M: SIGReg random directions, redrawn every step"""
+    vicreg_var: float = 1.0
+    """vicreg: weight of the variance penalty (VICReg's 25:25:1, relative to the prediction)"""
+    vicreg_cov: float = 0.04
+    """vicreg: weight of the covariance penalty"""
+    ema_momentum: float = 0.996
+    """ema: momentum of the target encoder (BYOL's 0.996)"""
     val_fraction: float = 0.1
     """fraction of episodes held out for validation (split by episode)"""
     val_every: int = 500

@@ -27,7 +27,7 @@ from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
 from lewm.errors import LewmError
-from lewm.losses import sigreg
+from lewm.losses import sigreg, vicreg_terms
 from lewm.model import LeWM, count_parameters
 from lewm.presets import TrainConfig, from_dict, to_dict
 
@@ -136,17 +136,43 @@ def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Te
     return pixels, actions
 
 
-def loss_terms(model, pixels, actions, cfg: TrainConfig, generator) -> dict:
-    """The two-term LeWM objective on one batch of clips."""
+def loss_terms(model, pixels, actions, cfg: TrainConfig, generator, target=None) -> dict:
+    """The two-term LeWM objective on one batch of clips (or a collapse-study variant).
+
+    `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
+    are the prediction targets. LeWM itself has none: gradients reach both sides.
+    """
     emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
-    pred_loss = F.mse_loss(pred.float(), emb[:, 1:].float())
-    terms = {"pred_loss": pred_loss}
-    if cfg.regularizer == "sigreg":
-        terms["sigreg"] = sigreg(emb.transpose(0, 1), cfg.num_proj, generator)  # over (T, B, D)
-        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
+    if target is not None:
+        with torch.no_grad():
+            goal = target.encode(pixels)[:, 1:]  # (B, T - 1, D), stop-gradient
     else:
+        goal = emb[:, 1:]
+    pred_loss = F.mse_loss(pred.float(), goal.float())
+    terms = {"pred_loss": pred_loss}
+    z = emb.transpose(0, 1)  # (T, B, D): regularisers work per time step over the batch
+    if cfg.regularizer == "sigreg":
+        terms["sigreg"] = sigreg(z, cfg.num_proj, generator)
+        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
+    elif cfg.regularizer == "vicreg":
+        terms["variance"], terms["covariance"] = vicreg_terms(z)
+        terms["loss"] = (pred_loss + cfg.vicreg_var * terms["variance"]
+                         + cfg.vicreg_cov * terms["covariance"])
+    else:  # none, ema
         terms["loss"] = pred_loss
     return terms
+
+
+@torch.no_grad()
+def ema_update(target: LeWM, model: LeWM, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * model, for the encoder and projector
+    (the only parts whose output the target provides); BatchNorm statistics are copied."""
+    for part in ("encoder", "projector"):
+        online, tgt = getattr(model, part), getattr(target, part)
+        for p_t, p in zip(tgt.parameters(), online.parameters()):
+            p_t.lerp_(p, 1 - momentum)
+        for b_t, b in zip(tgt.buffers(), online.buffers()):
+            b_t.copy_(b)
 
 
 @torch.no_grad()
@@ -251,6 +277,11 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    target = None
+    if cfg.regularizer == "ema":
+        import copy
+
+        target = copy.deepcopy(model).requires_grad_(False)
     start = 0
     if state is not None:
         from lewm.checkpoint import load_model
@@ -259,6 +290,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if target is not None:
+            target.load_state_dict(state["ema_target"])
         start = state["step"]
     if start >= cfg.steps:
         raise LewmError(f"{run_dir}: training already finished ({start}/{cfg.steps} steps)")
@@ -285,6 +318,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         if dist_ctx.main:
             resume_state = {"step": step, "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}
+            if target is not None:
+                resume_state["ema_target"] = target.state_dict()
             save_checkpoint(run_dir / "checkpoint", model, {**meta, "step": step}, run.stats,
                             resume_state)
 
@@ -307,7 +342,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
             pixels, actions = to_device(run.train.batch(idx), device)
             with autocast():
                 terms = loss_terms(step_model, pixels, actions, cfg,
-                                   sigreg_generator(cfg.seed, step))
+                                   sigreg_generator(cfg.seed, step), target)
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 raise LewmError(
@@ -320,6 +355,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             sched.step()
+            if target is not None:
+                ema_update(target, model, cfg.ema_momentum)
             frames_since += cfg.batch_size * cfg.num_steps
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:

@@ -82,6 +82,7 @@ class TwoRoomRenderer:
         wall_rows = line(BORDER[1], CANVAS - BORDER[1]) & ~line(*DOOR_Y)
         black |= wall_rows[:, None] & line(*WALL_X)[None, :]
         self.background = np.where(black[..., None], 0.0, 1.0).astype(np.float32)  # (S, S, 3)
+        self.agent_rgb = AGENT_RGB.copy()  # changed only by the surprise test's colour event
 
     def render(self, pos: np.ndarray) -> np.ndarray:
         """Images (N, S, S, 3) uint8 for positions (N, 2) given as (x, y)."""
@@ -89,7 +90,7 @@ class TwoRoomRenderer:
         gx = np.exp(-((self.coords[None, :] - pos[:, :1]) ** 2) / (2 * SIGMA**2))  # (N, S)
         gy = np.exp(-((self.coords[None, :] - pos[:, 1:]) ** 2) / (2 * SIGMA**2))  # (N, S)
         w = gy[:, :, None, None] * gx[:, None, :, None]  # (N, S, S, 1) rows = y, cols = x
-        img = self.background + w * (AGENT_RGB - self.background)  # (N, S, S, 3)
+        img = self.background + w * (self.agent_rgb - self.background)  # (N, S, S, 3)
         return (img * 255.0 + 0.5).astype(np.uint8)
 
 

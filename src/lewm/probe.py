@@ -1,0 +1,133 @@
+"""Probing the latent space for physical quantities (DESIGN.md §1.5).
+
+Frozen embeddings of single frames -> the world's physical state, with a linear probe
+(closed-form ridge) and a small MLP, trained on frames of the run's training episodes and
+scored on its held-out validation episodes (split by episode, as the world model's).
+Metrics: MSE on standardised targets and Pearson r per quantity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lewm import __version__
+from lewm.checkpoint import find_checkpoint, load_model
+from lewm.data.clips import EpisodeData, split_episodes
+from lewm.errors import LewmError
+from lewm.io import write_json
+
+# world -> quantity -> columns of the `state` column
+QUANTITIES = {
+    "tworoom": {"agent_position": [0, 1]},
+}
+
+
+@torch.no_grad()
+def embed_rows(model, pixels, rows: np.ndarray, batch: int = 512) -> torch.Tensor:
+    """Embeddings (len(rows), D) of single frames."""
+    out = []
+    for i in range(0, len(rows), batch):
+        frames = torch.from_numpy(np.asarray(pixels[rows[i : i + batch]]))  # rows are sorted
+        out.append(model.encode(frames[:, None].to(model.device))[:, 0].float().cpu())
+    return torch.cat(out)
+
+
+def ridge(x: torch.Tensor, y: torch.Tensor, alpha: float = 1e-3):
+    """Closed-form ridge regression with a bias: returns (W (D, k), b (k,))."""
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = (x - xm).double(), (y - ym).double()
+    A = xc.T @ xc + alpha * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+    W = torch.linalg.solve(A, xc.T @ yc).float()
+    return W, ym - xm @ W
+
+
+def fit_mlp(x: torch.Tensor, y: torch.Tensor, seed: int, steps: int = 1500,
+            hidden: int = 256) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    mlp = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(),
+                              torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
+                              torch.nn.Linear(hidden, y.shape[1]))
+    opt = torch.optim.AdamW(mlp.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (256,), generator=gen)
+        loss = torch.nn.functional.mse_loss(mlp(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return mlp.eval()
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-12))
+
+
+def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
+          force: bool = False) -> dict:
+    """Fit and score the probes; writes probe.json and probe.png in the run directory."""
+    run_dir = Path(run_dir)
+    find_checkpoint(run_dir)
+    out = run_dir / "probe.json"
+    if out.exists() and not force:
+        raise LewmError(f"{out}: already exists (pass --force to replace it)")
+    model = load_model(run_dir)
+    meta = model.meta
+    world = meta["data"].get("world", model.train_config.world)
+    if world not in QUANTITIES:
+        raise LewmError(f"no probe targets are defined for world {world!r}")
+    data_path = data_path or meta["data"]["path"]
+    data = EpisodeData(data_path)
+    if "state" not in data.lowdim:
+        raise LewmError(f"{data_path}: has no 'state' column to probe for")
+    val_eps = np.asarray(meta["data"].get("val_episodes") or [], dtype=np.int64)
+    if len(val_eps) == 0 or val_eps.max() >= data.num_episodes:
+        _, val_eps = split_episodes(data.num_episodes, 0.2, seed)
+    train_eps = np.setdiff1d(np.arange(data.num_episodes), val_eps)
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for name, eps in (("train", train_eps), ("test", val_eps)):
+        r = data.episode_rows(eps)
+        rows[name] = np.sort(rng.choice(r, size=min(max_rows, len(r)), replace=False))
+    emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}
+    state = data.lowdim["state"]
+    quantities = QUANTITIES[world]
+    cols = [c for q in quantities.values() for c in q]
+    y = {k: torch.from_numpy(state[r][:, cols]).float() for k, r in rows.items()}
+    mu, sd = y["train"].mean(0), y["train"].std(0).clamp_min(1e-6)
+    ys = {k: (v - mu) / sd for k, v in y.items()}  # standardised targets
+    xm, xs = emb["train"].mean(0), emb["train"].std(0).clamp_min(1e-6)
+    xn = {k: (v - xm) / xs for k, v in emb.items()}
+
+    W, b = ridge(xn["train"], ys["train"])
+    preds = {"linear": (xn["test"] @ W + b).numpy()}
+    mlp = fit_mlp(xn["train"], ys["train"], seed)
+    with torch.no_grad():
+        preds["mlp"] = mlp(xn["test"]).numpy()
+    truth = ys["test"].numpy()
+    results: dict = {}
+    for kind, p in preds.items():
+        per = {}
+        i = 0
+        for q, qcols in quantities.items():
+            sl = slice(i, i + len(qcols))
+            per[q] = {"mse": float(((p[:, sl] - truth[:, sl]) ** 2).mean()),
+                      "r": float(np.mean([pearson(p[:, j], truth[:, j])
+                                          for j in range(sl.start, sl.stop)]))}
+            i += len(qcols)
+        results[kind] = per
+    result = {"world": world, "probes": results, "train_rows": len(rows["train"]),
+              "test_rows": len(rows["test"]), "test_episodes": len(val_eps),
+              "data": str(data_path), "checkpoint_step": meta.get("step"),
+              "version": __version__, "config": meta["train"]}
+    write_json(out, result)
+    from lewm.plots import plot_probe
+
+    names = [f"{q}[{j}]" for q, qc in quantities.items() for j in range(len(qc))]
+    plot_probe(truth, preds, names, run_dir / "probe.png")
+    return result

@@ -1,0 +1,115 @@
+"""Probing, surprise and the collapse study, on tiny runs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, write_episode_file
+
+from lewm.errors import LewmError
+from lewm.losses import vicreg_terms
+from lewm.presets import get_preset, override
+from lewm.probe import pearson, ridge
+from lewm.surprise import auroc, paired_t_test, student_t_sf2
+from lewm.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tworoom_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    train(get_preset("tiny"), tworoom_file, out, progress=False)
+    return out
+
+
+def test_ridge_recovers_a_linear_map():
+    torch.manual_seed(0)
+    x = torch.randn(500, 6)
+    W = torch.randn(6, 2)
+    y = x @ W + 0.5
+    W_hat, b_hat = ridge(x, y, alpha=1e-8)
+    torch.testing.assert_close(W_hat, W, atol=1e-3, rtol=0)
+    torch.testing.assert_close(b_hat, torch.full((2,), 0.5), atol=1e-3, rtol=0)
+    assert pearson(np.arange(10.0), 2 * np.arange(10.0) + 1) == pytest.approx(1.0)
+
+
+def test_statistics():
+    assert student_t_sf2(2.0, 10) == pytest.approx(0.07339, abs=1e-4)
+    assert student_t_sf2(12.706, 1) == pytest.approx(0.05, abs=1e-4)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=40)
+    t, p = paired_t_test(base + 1.0 + 0.1 * rng.normal(size=40), base)
+    assert t > 10 and p < 1e-10
+    assert auroc([3, 4, 5], [0, 1, 2]) == 1.0 and auroc([1, 1], [1, 1]) == 0.5
+
+
+def test_vicreg_terms():
+    torch.manual_seed(0)
+    var, cov = vicreg_terms(torch.randn(2, 4096, 8))
+    assert var < 0.02 and cov < 0.02
+    var, cov = vicreg_terms(torch.zeros(2, 64, 8))
+    assert var > 0.98
+    line = torch.randn(2, 256, 1).expand(2, 256, 8)
+    assert vicreg_terms(line)[1] > 5
+
+
+@pytest.mark.parametrize("reg", ["none", "vicreg", "ema"])
+def test_each_regulariser_trains(tworoom_file, tmp_path, reg):
+    cfg = override(get_preset("tiny"), [f"regularizer={reg}", "steps=6"])
+    summary = train(cfg, tworoom_file, tmp_path / reg, progress=False)
+    assert summary["finished"] and np.isfinite(summary["val"]["pred_loss"])
+
+
+def test_ema_resume_is_bitwise_identical(tworoom_file, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = override(get_preset("tiny"), ["regularizer=ema", "steps=8"])
+    train(cfg, tworoom_file, tmp_path / "a", progress=False)
+    assert not train(cfg, tworoom_file, tmp_path / "b", progress=False, stop_after=3)["finished"]
+    train(None, None, tmp_path / "b", resume=True, progress=False)
+    a = load_file(tmp_path / "a" / "checkpoint" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoint" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_probe(tiny_run, tmp_path):
+    from lewm.probe import probe
+
+    r = probe(tiny_run, max_rows=200)
+    for kind in ("linear", "mlp"):
+        m = r["probes"][kind]["agent_position"]
+        assert -1 <= m["r"] <= 1 and m["mse"] >= 0
+    assert (tiny_run / "probe.png").exists()
+    with pytest.raises(LewmError, match="already exists"):
+        probe(tiny_run)
+    no_state = write_episode_file(tmp_path / "nostate.h5", [40] * 12, size=32, state=None)
+    with pytest.raises(LewmError, match="no 'state' column"):
+        probe(tiny_run, data_path=no_state, force=True)
+
+
+def test_surprise(tiny_run):
+    from lewm.surprise import surprise
+
+    r = surprise(tiny_run, trajectories=6, blocks=6)
+    assert set(r["variants"]) == {"teleport", "colour"}
+    for v in r["variants"].values():
+        assert 0 <= v["p_value"] <= 1 and 0 <= v["auroc_peak"] <= 1
+    assert len(r["mean_curves"]["unperturbed"]) == 6
+    assert (tiny_run / "surprise.png").exists()
+
+
+def test_cli_probe_surprise_ablate(tiny_run, tworoom_file, tmp_path):
+    assert "agent_position" in run_cli("probe", tiny_run, "--rows", 100, "--force").stdout
+    assert "teleport" in run_cli("surprise", tiny_run, "--trajectories", 4, "--blocks", 5,
+                                 "--force").stdout
+    out = tmp_path / "ablate"
+    proc = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                   "--regularizers", "sigreg,none", "--episodes", 2, "--set", "steps=4",
+                   "--quiet")
+    assert "| SIGReg (LeWM) |" in proc.stdout
+    result = json.loads((out / "ablation.json").read_text())
+    assert [r["regularizer"] for r in result["rows"]] == ["sigreg", "none"]
+    assert (out / "ablation.png").exists() and (out / "ablation.md").exists()
+    bad = run_cli("ablate", "--data", tworoom_file, "--out", tmp_path / "x", "--regularizers",
+                  "dropout", check=False)
+    assert bad.returncode == 2 and "unknown regularizer 'dropout'" in bad.stderr
