@@ -36,9 +36,13 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
     rows = []
     for reg in regularizers:
         run = out / reg
-        print(f"[{reg}] training", flush=True)
-        summary = train(dataclasses.replace(cfg, regularizer=reg), data_path, run, force=force,
-                        progress=progress)
+        run_cfg = dataclasses.replace(cfg, regularizer=reg)
+        summary = finished_run(run, run_cfg) if not force else None
+        if summary is None:
+            print(f"[{reg}] training", flush=True)
+            summary = train(run_cfg, data_path, run, force=force, progress=progress)
+        else:
+            print(f"[{reg}] reusing the finished run in {run}", flush=True)
         print(f"[{reg}] evaluating", flush=True)
         ev = evaluate(run, EvalConfig(episodes=eval_episodes, gifs=1), CEMConfig(), force=True)
         pr = probe(run, force=True)
@@ -68,6 +72,23 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
 
     plot_ablation(result, out / "ablation.png")
     return result
+
+
+def finished_run(run: Path, cfg: TrainConfig) -> dict | None:
+    """The summary of a run that already finished with exactly this config, else None: an
+    interrupted study picks up where it stopped."""
+    from lewm.checkpoint import read_meta
+    from lewm.plots import read_metrics
+    from lewm.presets import from_dict
+
+    try:
+        meta = read_meta(run)
+    except LewmError:
+        return None
+    if from_dict(meta["train"]) != cfg or meta.get("step") != cfg.steps:
+        return None
+    val = read_metrics(run / "metrics.jsonl").get("val", [{}])[-1]
+    return {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"]}
 
 
 def table(result: dict) -> str:

@@ -180,7 +180,10 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
     """Prediction loss, SIGReg and collapse diagnostics on a fixed set of validation clips."""
     was_training = model.training
     model.eval()
-    idx = np.linspace(0, len(val) - 1, min(cfg.val_clips, len(val))).astype(int)
+    # A fixed random subset: consecutive clips overlap, so evenly spaced ones would make
+    # batches of a few episodes each and inflate the batch statistic SIGReg.
+    n = min(cfg.val_clips, len(val))
+    idx = np.random.default_rng(cfg.seed).choice(len(val), size=n, replace=False)
     losses, regs, embs = [], [], []
     for i, start in enumerate(range(0, len(idx), cfg.batch_size)):
         pixels, actions = to_device(val.batch(idx[start : start + cfg.batch_size]), device)
@@ -378,9 +381,10 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     finally:
         bar.close()
         stop.restore()
+    seconds = time.perf_counter() - t_start
+    meta["train_seconds"] = seconds
     checkpoint(step)
     log.close()
-    seconds = time.perf_counter() - t_start
     summary = {"run_dir": str(run_dir), "step": step, "steps": cfg.steps,
                "finished": step >= cfg.steps, "seconds": seconds, "parameters": params,
                "val": last_val}
