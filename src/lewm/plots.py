@@ -114,7 +114,7 @@ def plot_surprise(curves: dict, event: int, out_png) -> None:
         ax.plot(t, m, "o-", label=name)
         ax.fill_between(t, m - se, m + se, alpha=0.2)
     ax.axvline(event, color="k", ls="--", lw=0.8, label="event")
-    ax.set(xlabel="frame (action blocks)", ylabel="surprise ||pred - z||^2",
+    ax.set(xlabel="frame (action blocks)", ylabel="surprise ||pred - z||^2", yscale="log",
            title="prediction error along trajectories")
     ax.legend()
     fig.tight_layout()
