@@ -260,7 +260,11 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         meta = read_meta(run_dir)
         cfg = from_dict(meta["train"])
         data_path = data_path or meta["data"]["path"]
-        state = torch.load(find_checkpoint(run_dir) / "resume.pt", weights_only=False)
+        resume_file = find_checkpoint(run_dir) / "resume.pt"
+        if not resume_file.exists():
+            raise LewmError(f"{resume_file}: missing, so the run cannot be resumed (the weights "
+                            "still load with lewm.load)")
+        state = torch.load(resume_file, weights_only=False)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
