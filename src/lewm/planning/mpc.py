@@ -47,16 +47,30 @@ class ActionScaler:
         return raw.view(self.frameskip, -1).numpy()
 
 
-def latent_cost(model, context_emb, context_act, goal_emb):
+def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
-    and the goal embedding (DESIGN.md §1.4)."""
+    and the goal embedding (DESIGN.md §1.4).
+
+    All b * S rollouts go through the model together; on a CPU they are cut into chunks of
+    `chunk` rows (default 4096 there, none on accelerators), since one huge batch spills
+    the caches and runs slower than several cache-sized ones.
+    """
+    if chunk is None:
+        chunk = 4096 if torch.device(model.device).type == "cpu" else 1 << 30
 
     def cost(cand: torch.Tensor) -> torch.Tensor:
         b, S = cand.shape[:2]
         rep = lambda x: x.unsqueeze(1).expand(b, S, *x.shape[1:]).reshape(b * S, *x.shape[1:])
+        ctx, goal = rep(context_emb), rep(goal_emb)
         ctx_act = rep(context_act) if context_act is not None else None
-        pred = model.rollout(rep(context_emb), ctx_act, cand.flatten(0, 1))[:, -1]  # (b*S, D)
-        return ((pred - rep(goal_emb)) ** 2).sum(-1).view(b, S)
+        flat = cand.flatten(0, 1)  # (b*S, H, blk)
+        out = []
+        for i in range(0, b * S, chunk):
+            part = slice(i, i + chunk)
+            acts = ctx_act[part] if ctx_act is not None else None
+            pred = model.rollout(ctx[part], acts, flat[part])[:, -1]  # (n, D)
+            out.append(((pred - goal[part]) ** 2).sum(-1))
+        return torch.cat(out).view(b, S)
 
     return cost
 
