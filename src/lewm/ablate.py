@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lewm import __version__
 from lewm.errors import LewmError
-from lewm.io import atomic_path, write_json
+from lewm.io import atomic_path, check_output, write_json
 from lewm.presets import REGULARIZERS, TrainConfig
 
 LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + cov)",
@@ -30,9 +30,7 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
         raise LewmError(f"unknown regularizer {unknown[0]!r} (choose from "
                         f"{', '.join(REGULARIZERS)})")
     out = Path(out)
-    if (out / "ablation.json").exists() and not force:
-        raise LewmError(f"{out / 'ablation.json'}: already exists (pass --force to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
+    check_output(out / "ablation.json", force)
     rows = []
     for reg in regularizers:
         run = out / reg

@@ -30,8 +30,8 @@ def cmd_info(args) -> None:
 
 
 def cmd_show(args) -> None:
-    from lewm.data.hdf5 import check_output, open_episodes
-    from lewm.io import write_gif
+    from lewm.data.hdf5 import open_episodes
+    from lewm.io import check_output, write_gif
 
     with open_episodes(args.path) as f:
         n = len(f["ep_len"])

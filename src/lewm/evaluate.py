@@ -21,7 +21,7 @@ from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.hdf5 import open_episodes
 from lewm.envs import make_env
 from lewm.errors import LewmError
-from lewm.io import write_gif, write_json
+from lewm.io import check_output, write_gif, write_json
 from lewm.planning.cem import CEMConfig
 from lewm.planning.mpc import run_mpc, run_random
 
@@ -104,8 +104,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
     out = run_dir / out_name
-    if out.exists() and not force:
-        raise LewmError(f"{out}: already exists (pass --force to replace it)")
+    check_output(out, force)
     model = load_model(run_dir, device=device)
     meta = model.meta
     world = meta["data"].get("world", model.train_config.world)

@@ -7,6 +7,19 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from lewm.errors import LewmError
+
+
+def check_output(path, force: bool) -> Path:
+    """Refuse to replace an existing output unless `force`; make the parent directory."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise LewmError(f"{path}: already exists (pass --force to replace it)")
+    if path.exists() and path.is_dir():
+        raise LewmError(f"{path}: is a directory, not a file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
 
 @contextmanager
 def atomic_path(path):

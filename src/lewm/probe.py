@@ -17,7 +17,7 @@ from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.clips import EpisodeData, split_episodes
 from lewm.errors import LewmError
-from lewm.io import write_json
+from lewm.io import check_output, write_json
 
 # world -> quantity -> columns of the `state` column
 QUANTITIES = {
@@ -74,8 +74,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
     out = run_dir / "probe.json"
-    if out.exists() and not force:
-        raise LewmError(f"{out}: already exists (pass --force to replace it)")
+    check_output(out, force)
     model = load_model(run_dir)
     meta = model.meta
     world = meta["data"].get("world", model.train_config.world)

@@ -19,7 +19,7 @@ from lewm.checkpoint import find_checkpoint, load_model
 from lewm.envs import make_env, tworoom
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
-from lewm.io import write_json
+from lewm.io import check_output, write_json
 
 
 def _teleport_tworoom(env, rng):
@@ -126,8 +126,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
     out = run_dir / "surprise.json"
-    if out.exists() and not force:
-        raise LewmError(f"{out}: already exists (pass --force to replace it)")
+    check_output(out, force)
     if trajectories < 2 or blocks < 4:
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
     model = load_model(run_dir)

@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from lewm.data.hdf5 import EpisodeWriter, check_output
+from lewm.data.hdf5 import EpisodeWriter
 from lewm.envs import WORLDS, make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
+from lewm.io import check_output
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,10 @@ import numpy as np
 
 from lewm import __version__
 from lewm.errors import LewmError
+from lewm.io import check_output
 
 REQUIRED = ("pixels", "action", "ep_len", "ep_offset")
 INDEX = ("ep_len", "ep_offset")
-
-
-def check_output(path, force: bool) -> Path:
-    """Refuse to replace an existing output unless `force`; make the parent directory."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise LewmError(f"{path}: already exists (pass --force to replace it)")
-    if path.exists() and path.is_dir():
-        raise LewmError(f"{path}: is a directory, not a file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class EpisodeWriter:
