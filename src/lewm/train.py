@@ -28,7 +28,7 @@ from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
 from lewm.errors import LewmError
 from lewm.losses import sigreg, vicreg_terms
-from lewm.model import LeWM, count_parameters
+from lewm.model import LeWM
 from lewm.presets import TrainConfig, from_dict, to_dict
 
 
@@ -421,7 +421,3 @@ class StopFlag:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
 
-
-def param_summary(model: LeWM) -> dict:
-    return {name: count_parameters(getattr(model, name)) for name in
-            ("encoder", "projector", "action_encoder", "predictor", "pred_proj")}
