@@ -17,6 +17,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, out_png, dpi: int) -> None:
+    """Lay out the figure, write it as a PNG through a temporary file, then free it."""
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    _pyplot().close(fig)
+
+
 def read_metrics(path) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for line in Path(path).read_text().splitlines():
@@ -50,10 +58,7 @@ def plot_training(metrics_path, out_png) -> None:
     ax2 = ax.twinx()
     ax2.plot(*series(val, "std_min"), "s--", color="tab:red", label="min per-dim std")
     ax2.set_ylabel("min per-dim std")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, out_png, dpi=110)
 
 
 def plot_eval(result: dict, out_png) -> None:
@@ -76,10 +81,7 @@ def plot_eval(result: dict, out_png) -> None:
     ax.hist(steps, bins=range(0, result["config"]["eval"]["budget"] + 5, 5), color="tab:blue")
     ax.set(xlabel="env steps to success", ylabel="episodes",
            title=f"plan {result['plan_ms_mean']:.0f} ms per episode (mean)")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, out_png, dpi=110)
 
 
 def plot_probe(truth, preds: dict, names: list[str], out_png) -> None:
@@ -95,10 +97,7 @@ def plot_probe(truth, preds: dict, names: list[str], out_png) -> None:
             lim = [truth[:, j].min(), truth[:, j].max()]
             ax.plot(lim, lim, "k--", lw=0.8)
             ax.set(title=f"{kind}: {name}", xlabel="true (standardised)", ylabel="predicted")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    _save(fig, out_png, dpi=100)
 
 
 def plot_surprise(curves: dict, event: int, out_png) -> None:
@@ -117,10 +116,7 @@ def plot_surprise(curves: dict, event: int, out_png) -> None:
     ax.set(xlabel="frame (action blocks)", ylabel="surprise ||pred - z||^2", yscale="log",
            title="prediction error along trajectories")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, out_png, dpi=110)
 
 
 def plot_ablation(result: dict, out_png) -> None:
@@ -144,7 +140,4 @@ def plot_ablation(result: dict, out_png) -> None:
                 label="linear probe r")
     axes[2].set(xticks=list(x), xticklabels=names, ylim=(0, 1.05), title="outcomes")
     axes[2].legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, out_png, dpi=110)
