@@ -28,7 +28,7 @@ def test_run_directory_and_load(tworoom_file, tmp_path):
     train_rows = [r for r in rows if r["split"] == "train"]
     val_rows = [r for r in rows if r["split"] == "val"]
     assert {"pred_loss", "sigreg", "lr", "grad_norm", "frames_per_s"} <= set(train_rows[-1])
-    assert {"pred_loss", "std_min", "std_mean", "effective_rank"} <= set(val_rows[-1])
+    assert {"pred_loss", "std_min", "std_mean", "effective_rank", "rank_abs"} <= set(val_rows[-1])
     model = lewm.load(out)
     assert not model.training and set(model.stats) >= {"action", "state"}
     pixels = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)

@@ -122,22 +122,24 @@ def plot_surprise(curves: dict, event: int, out_png) -> None:
 def plot_ablation(result: dict, out_png) -> None:
     """Collapse diagnostics over training per regulariser, and the final outcomes."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for row in result["rows"]:
         steps = [c["step"] for c in row["curve"]]
-        axes[0].plot(steps, [c["effective_rank"] for c in row["curve"]], "o-",
+        for ax, key in zip(axes[:2], ("effective_rank", "rank_abs")):
+            ax.plot(steps, [c[key] for c in row["curve"]], "o-", label=row["regularizer"])
+        axes[2].plot(steps, [max(c["std_min"], 1e-8) for c in row["curve"]], "o-",
                      label=row["regularizer"])
-        axes[1].plot(steps, [max(c["std_min"], 1e-8) for c in row["curve"]], "o-",
-                     label=row["regularizer"])
-    axes[0].set(title=f"effective rank (of D = {result['embed_dim']})", xlabel="step")
-    axes[1].set(title="min per-dim std", xlabel="step", yscale="log")
+    D = result["embed_dim"]
+    axes[0].set(title=f"effective rank (scale-free, of D = {D})", xlabel="step")
+    axes[1].set(title=f"directions with std >= 0.01 (of D = {D})", xlabel="step")
+    axes[2].set(title="min per-dim std", xlabel="step", yscale="log")
     axes[0].legend()
     names = [r["regularizer"] for r in result["rows"]]
     x = range(len(names))
-    axes[2].bar([i - 0.2 for i in x], [r["success_rate"] for r in result["rows"]], 0.4,
+    axes[3].bar([i - 0.2 for i in x], [r["success_rate"] for r in result["rows"]], 0.4,
                 label="planning success")
-    axes[2].bar([i + 0.2 for i in x], [max(r["probe_r_linear"], 0) for r in result["rows"]], 0.4,
+    axes[3].bar([i + 0.2 for i in x], [max(r["probe_r_linear"], 0) for r in result["rows"]], 0.4,
                 label="linear probe r")
-    axes[2].set(xticks=list(x), xticklabels=names, ylim=(0, 1.05), title="outcomes")
-    axes[2].legend(loc="lower right")
+    axes[3].set(xticks=list(x), xticklabels=names, ylim=(0, 1.05), title="outcomes")
+    axes[3].legend(loc="lower right")
     _save(fig, out_png, dpi=110)
