@@ -3,6 +3,8 @@ then maps (observation, info) to an action; it owns no state beyond one episode.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from lewm.envs import tworoom
@@ -55,14 +57,32 @@ class TwoRoomNoisyExpert:
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 
 
-POLICIES = {"tworoom": {"random": None, "noisy-expert": TwoRoomNoisyExpert}}
+# world -> policy name -> "module:Class" (imported when used, so that listing the policies
+# never imports an optional extra); None is the uniform random policy.
+POLICIES = {
+    "tworoom": {"random": None, "noisy-expert": "lewm.envs.policies:TwoRoomNoisyExpert"},
+    "pusht": {"random": None, "near-block": "lewm.envs.pusht_expert:NearBlockPolicy",
+              "expert": "lewm.envs.pusht_expert:PushTExpert"},
+    "reacher": {"random": None},
+    "cube": {"random": None, "oracle": "lewm.envs.cube:CubeOracle"},
+}
+# The policy each world's data is collected with by default (the authors' choices).
+DEFAULT_POLICY = {"tworoom": "noisy-expert", "pusht": "expert", "reacher": "random",
+                  "cube": "oracle"}
 
 
-def make_policy(world: str, name: str, env, noise_std: float | None = None):
-    """The named collection policy for `world`; a one-line error for names it does not have."""
+def make_policy(world: str, name: str | None, env, noise_std: float | None = None):
+    """The named collection policy for `world` (None: its default); a one-line error for a
+    name the world does not have."""
+    name = name or DEFAULT_POLICY.get(world, "random")
     names = POLICIES.get(world, {"random": None})
     if name not in names:
-        raise LewmError(f"world {world!r} has no policy {name!r} (choose from {sorted(names)})")
-    if name == "random":
+        raise LewmError(f"world {world!r} has no policy {name!r} (choose from "
+                        f"{', '.join(sorted(names))})")
+    if names[name] is None:
+        if noise_std is not None:
+            raise LewmError("--noise-std applies to scripted policies, not to 'random'")
         return RandomPolicy(env.action_space)
-    return names[name]() if noise_std is None else names[name](noise_std)
+    module, cls = names[name].split(":")
+    policy = getattr(importlib.import_module(module), cls)
+    return policy() if noise_std is None else policy(noise_std=noise_std)

@@ -175,3 +175,18 @@ class TwoRoomEnv(gym.Env):
             "goal_state": self.goal.astype(np.float32),
             "success": self.success(),
         }
+
+
+def teleport(env: TwoRoomEnv, rng: np.random.Generator) -> None:
+    """Surprise study, physical violation: the agent jumps to a free position at least 60
+    units away."""
+    while True:
+        pos = sample_free(rng, 1)[0]
+        if np.linalg.norm(pos - env.pos) >= 60:
+            env.set_state(pos)
+            return
+
+
+def recolour(env: TwoRoomEnv, rng: np.random.Generator) -> None:
+    """Surprise study, visual violation: the red dot turns blue."""
+    env.renderer.agent_rgb = np.array([0.0, 0.3, 1.0], dtype=np.float32)
