@@ -12,15 +12,28 @@ from lewm.errors import LewmError
 
 
 def cmd_collect(args) -> None:
+    import dataclasses
+
     from lewm.data.collect import CollectConfig, collect
 
-    cfg = CollectConfig(
-        world=args.world, episodes=args.episodes, steps=args.steps, policy=args.policy,
-        noise_std=args.noise_std, size=args.size, seed=args.seed, num_envs=args.num_envs,
-    )
+    if args.preset:
+        from lewm.presets import get_collect
+
+        base = get_collect(args.preset)
+        if args.world and args.world != base.world:
+            raise LewmError(f"preset {args.preset!r} collects in world {base.world!r}, "
+                            f"not {args.world!r}")
+    elif args.world:
+        base = CollectConfig(world=args.world)
+    else:
+        raise LewmError("name a world (tworoom, pusht, reacher, cube) or a --preset")
+    flags = {name: getattr(args, name) for name in
+             ("episodes", "steps", "policy", "noise_std", "size", "seed", "num_envs")}
+    cfg = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
     out = collect(cfg, args.out, force=args.force, progress=not args.quiet)
     print(f"wrote {out['path']}: {out['episodes']} episodes, {out['rows']} rows in "
-          f"{out['seconds']:.1f} s ({out['steps_per_s']:.0f} steps/s)")
+          f"{out['seconds']:.1f} s ({out['steps_per_s']:.0f} steps/s); the {out['policy']} "
+          f"policy reached its episode's goal in {100 * out['episodes_solved']:.0f}%")
 
 
 def cmd_info(args) -> None:
@@ -180,14 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     c = sub.add_parser("collect", help="collect episodes with a scripted policy into HDF5")
-    c.add_argument("world", help="world to collect from (tworoom)")
-    c.add_argument("--episodes", type=int, default=200)
-    c.add_argument("--steps", type=int, default=100, help="actions per episode")
-    c.add_argument("--policy", default="noisy-expert", help="random or noisy-expert")
-    c.add_argument("--noise-std", type=float, default=None, help="expert action noise std")
-    c.add_argument("--size", type=int, default=64, help="image size in pixels")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--num-envs", type=int, default=8, help="environments stepped side by side")
+    c.add_argument("world", nargs="?", help="tworoom, pusht, reacher or cube")
+    c.add_argument("--preset", help="start from a preset's collection settings (e.g. pusht-cpu)")
+    c.add_argument("--episodes", type=int, help="episodes (default 200)")
+    c.add_argument("--steps", type=int, help="actions per episode (default 100)")
+    c.add_argument("--policy", help="tworoom: noisy-expert, random; pusht: expert, near-block, "
+                   "random; reacher: random; cube: oracle, random (default: the first)")
+    c.add_argument("--noise-std", type=float, help="a scripted policy's action noise std")
+    c.add_argument("--size", type=int, help="image size in pixels (default 64)")
+    c.add_argument("--seed", type=int, help="seed of the collection (default 0)")
+    c.add_argument("--num-envs", type=int, help="environments stepped side by side (default 8)")
     c.add_argument("--out", required=True, help="output .h5 file")
     c.add_argument("--force", action="store_true", help="replace an existing output")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -75,6 +75,7 @@ def env_pairs(world: str, n: int, seed: int) -> list[tuple]:
     for i in range(n):
         _, info = env.reset(seed=seed * 100_003 + i)
         pairs.append((info["state"], info["goal_state"]))
+    env.close()
     return pairs
 
 
@@ -110,8 +111,10 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     world = meta["data"].get("world", model.train_config.world)
     size = int(meta["data"]["image_size"])
     env = make_env(world, size)
-    if env.action_space.shape[0] != model.cfg.action_dim:
-        raise LewmError(f"world {world} has {env.action_space.shape[0]}-D actions but the model "
+    action_dim = env.action_space.shape[0]
+    env.close()
+    if action_dim != model.cfg.action_dim:
+        raise LewmError(f"world {world} has {action_dim}-D actions but the model "
                         f"expects {model.cfg.action_dim}-D")
     if cfg.goals == "dataset":
         data_path = data_path or meta["data"]["path"]
@@ -128,6 +131,8 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     random_envs, _ = make_envs(world, size, pairs)
     random_success = run_random(random_envs, cfg.budget, cfg.seed)
     wall = time.perf_counter() - t0
+    for e in envs + random_envs:
+        e.close()
 
     n, k = len(logs), sum(log.success for log in logs)
     per_plan_ms = [1000 * s / b for s, b in timings]  # amortised over the episodes planned

@@ -11,6 +11,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from lewm.data.collect import CollectConfig
+from lewm.envs import WORLDS
 from lewm.errors import LewmError
 from lewm.model.config import ModelConfig
 
@@ -24,7 +26,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """the architecture"""
     world: str = "tworoom"
-    """the world the data comes from (used by evaluation)"""
+    """the world the data comes from (tworoom, pusht, reacher, cube; used by evaluation)"""
     batch_size: int = 128
     """clips per optimisation step (global, over all data-parallel ranks)"""
     steps: int = 10_000
@@ -72,6 +74,8 @@ class TrainConfig:
     """CPU threads for torch (0: torch's default)"""
 
     def __post_init__(self):
+        if self.world not in WORLDS:
+            raise LewmError(f"unknown world {self.world!r} (choose from {', '.join(WORLDS)})")
         if self.regularizer not in REGULARIZERS:
             raise LewmError(f"unknown regularizer {self.regularizer!r} (choose from "
                             f"{', '.join(REGULARIZERS)})")
@@ -101,6 +105,13 @@ _CPU_MODEL = ModelConfig(
     dropout=0.0,
 )
 
+def _epochs(episodes: int, length: int, epochs: int = 10, batch: int = 128) -> int:
+    """Optimisation steps for `epochs` passes over every clip of a dataset of `episodes`
+    episodes of `length` rows (a clip may start at any row that leaves room for 4 frames
+    every 5 steps), at `batch` clips per step."""
+    return int(round(epochs * episodes * (length - 15) / batch, -3))
+
+
 PRESETS: dict[str, TrainConfig] = {
     # The paper's configuration (DESIGN.md §1.2-§1.3): ViT-Tiny/14 at 224 px, 18,034,478
     # parameters for 2-D actions. Authors trained 10 epochs; steps here ~ 10 epochs of
@@ -115,6 +126,29 @@ PRESETS: dict[str, TrainConfig] = {
         model=_CPU_MODEL, batch_size=64, steps=3000, lr=1e-3, weight_decay=1e-3,
         warmup_steps=100, lambd=0.01, num_proj=256, val_every=500, ckpt_every=500, threads=2,
     ),
+    # Push-T on a CPU: the same small model for about an hour on two cores. Its state has
+    # five degrees of freedom (agent xy, block xy and angle), so the paper's lambda is kept.
+    "pusht-cpu": TrainConfig(
+        model=_CPU_MODEL, world="pusht", batch_size=64, steps=12_000, lr=1e-3,
+        warmup_steps=200, lambd=0.1, num_proj=256, val_every=1000, ckpt_every=1000, threads=2,
+    ),
+    "reacher-cpu": TrainConfig(
+        model=_CPU_MODEL, world="reacher", batch_size=64, steps=5000, lr=1e-3,
+        warmup_steps=200, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
+    ),
+    "cube-cpu": TrainConfig(
+        model=dataclasses.replace(_CPU_MODEL, action_dim=5), world="cube", batch_size=64,
+        steps=5000, lr=1e-3, warmup_steps=200, lambd=0.1, num_proj=256, val_every=500,
+        ckpt_every=500, threads=2,
+    ),
+    # The paper model on each world's authors'-size dataset (see COLLECT), 10 epochs.
+    "tworoom-paper": TrainConfig(),
+    "pusht-paper": TrainConfig(world="pusht", steps=_epochs(20_000, 200), val_every=5000,
+                               ckpt_every=5000),
+    "reacher-paper": TrainConfig(world="reacher", steps=_epochs(10_000, 201), val_every=5000,
+                                 ckpt_every=5000),
+    "cube-paper": TrainConfig(model=ModelConfig(action_dim=5), world="cube",
+                              steps=_epochs(10_000, 201), val_every=5000, ckpt_every=5000),
     # Seconds on a CPU: for tests and for trying the commands.
     "tiny": TrainConfig(
         model=dataclasses.replace(
@@ -126,11 +160,32 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 
+# The data each preset is meant for: `lewm collect --preset NAME` (DESIGN.md §2; the paper
+# presets use the authors' dataset sizes, the CPU ones what collects in minutes here).
+COLLECT: dict[str, CollectConfig] = {
+    "tworoom-cpu": CollectConfig("tworoom", episodes=300, steps=100, size=64),
+    "pusht-cpu": CollectConfig("pusht", episodes=1000, steps=200, size=64),
+    "reacher-cpu": CollectConfig("reacher", episodes=300, steps=200, size=64),
+    "cube-cpu": CollectConfig("cube", episodes=300, steps=200, size=64),
+    "paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),
+    "tworoom-paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),
+    "pusht-paper": CollectConfig("pusht", episodes=20_000, steps=200, size=224),
+    "reacher-paper": CollectConfig("reacher", episodes=10_000, steps=200, size=224),
+    "cube-paper": CollectConfig("cube", episodes=10_000, steps=200, size=224),
+    "tiny": CollectConfig("tworoom", episodes=12, steps=40, size=32),
+}
+
 
 def get_preset(name: str) -> TrainConfig:
     if name not in PRESETS:
         raise LewmError(f"unknown preset {name!r} (choose from {', '.join(sorted(PRESETS))})")
     return PRESETS[name]
+
+
+def get_collect(name: str) -> CollectConfig:
+    """The collection settings of a preset."""
+    get_preset(name)
+    return COLLECT[name]
 
 
 def _parse(value: str, tp, key: str):

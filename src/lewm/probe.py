@@ -19,10 +19,37 @@ from lewm.data.clips import EpisodeData, split_episodes
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
 
-# world -> quantity -> columns of the `state` column
+
+def _angle(column: int, source: str = "state"):
+    """An angle as (sin, cos): continuous where the angle wraps, so a linear probe can fit it."""
+    return source, lambda x: np.stack([np.sin(x[:, column]), np.cos(x[:, column])], 1)
+
+
+def _columns(cols, source: str = "state"):
+    return source, lambda x: x[:, cols]
+
+
+# world -> quantity -> (low-dimensional column it is read from, function of that column).
+# Cube's positions follow lewm.envs.cube's layout: the cube centre is state[14:17] and the
+# end effector (not in qpos) is proprio[0:3].
 QUANTITIES = {
-    "tworoom": {"agent_position": [0, 1]},
+    "tworoom": {"agent_position": _columns([0, 1])},
+    "pusht": {"agent_position": _columns([0, 1]), "block_position": _columns([2, 3]),
+              "block_angle": _angle(4)},
+    "reacher": {"shoulder_angle": _angle(0), "wrist_angle": _angle(1)},
+    "cube": {"cube_position": _columns([14, 15, 16]),
+             "effector_position": _columns([0, 1, 2], "proprio")},
 }
+
+
+def targets(world: str, lowdim: dict, rows: np.ndarray, path) -> dict[str, np.ndarray]:
+    """Each probed quantity of `world` at `rows`: name -> (len(rows), k) float32."""
+    out = {}
+    for name, (source, fn) in QUANTITIES[world].items():
+        if source not in lowdim:
+            raise LewmError(f"{path}: has no {source!r} column to probe {name} from")
+        out[name] = fn(lowdim[source][rows].astype(np.float64)).astype(np.float32)
+    return out
 
 
 @torch.no_grad()
@@ -82,8 +109,6 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or meta["data"]["path"]
     data = EpisodeData(data_path)
-    if "state" not in data.lowdim:
-        raise LewmError(f"{data_path}: has no 'state' column to probe for")
     val_eps = np.asarray(meta["data"].get("val_episodes") or [], dtype=np.int64)
     if len(val_eps) == 0 or val_eps.max() >= data.num_episodes:
         _, val_eps = split_episodes(data.num_episodes, 0.2, seed)
@@ -93,11 +118,10 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     for name, eps in (("train", train_eps), ("test", val_eps)):
         r = data.episode_rows(eps)
         rows[name] = np.sort(rng.choice(r, size=min(max_rows, len(r)), replace=False))
+    per_split = {k: targets(world, data.lowdim, r, data_path) for k, r in rows.items()}
     emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}
-    state = data.lowdim["state"]
-    quantities = QUANTITIES[world]
-    cols = [c for q in quantities.values() for c in q]
-    y = {k: torch.from_numpy(state[r][:, cols]).float() for k, r in rows.items()}
+    widths = {q: v.shape[1] for q, v in per_split["train"].items()}
+    y = {k: torch.from_numpy(np.concatenate(list(t.values()), 1)) for k, t in per_split.items()}
     mu, sd = y["train"].mean(0), y["train"].std(0).clamp_min(1e-6)
     ys = {k: (v - mu) / sd for k, v in y.items()}  # standardised targets
     xm, xs = emb["train"].mean(0), emb["train"].std(0).clamp_min(1e-6)
@@ -113,12 +137,12 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     for kind, p in preds.items():
         per = {}
         i = 0
-        for q, qcols in quantities.items():
-            sl = slice(i, i + len(qcols))
+        for q, width in widths.items():
+            sl = slice(i, i + width)
             per[q] = {"mse": float(((p[:, sl] - truth[:, sl]) ** 2).mean()),
                       "r": float(np.mean([pearson(p[:, j], truth[:, j])
                                           for j in range(sl.start, sl.stop)]))}
-            i += len(qcols)
+            i += width
         results[kind] = per
     result = {"world": world, "probes": results, "train_rows": len(rows["train"]),
               "test_rows": len(rows["test"]), "test_episodes": len(val_eps),
@@ -127,6 +151,6 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     write_json(out, result)
     from lewm.plots import plot_probe
 
-    names = [f"{q}[{j}]" for q, qc in quantities.items() for j in range(len(qc))]
+    names = [f"{q}[{j}]" for q, width in widths.items() for j in range(width)]
     plot_probe(truth, preds, names, run_dir / "probe.png")
     return result

@@ -2,12 +2,15 @@
 implausible events (DESIGN.md §1.5).
 
 Three variants of the same trajectories (same start, same actions): unperturbed; a
-mid-episode teleport of the agent (a physical violation); a mid-episode colour change (a
-visual one). Surprise at frame t = ||predict(frames before t, actions) - encode(frame t)||^2.
+mid-episode teleport of the agent or object (a physical violation); a mid-episode colour
+change (a visual one). Each world defines its two events beside its env (`teleport`,
+`recolour` in lewm.envs.<world>).
+Surprise at frame t = ||predict(frames before t, actions) - encode(frame t)||^2.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -16,35 +19,32 @@ import torch
 
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
-from lewm.envs import make_env, tworoom
+from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
 
 
-def _teleport_tworoom(env, rng):
-    """Move the agent to a free position at least 60 units away."""
-    while True:
-        pos = tworoom.sample_free(rng, 1)[0]
-        if np.linalg.norm(pos - env.pos) >= 60:
-            env.set_state(pos)
-            return
-
-
-def _recolour_tworoom(env, rng):
-    env.renderer.agent_rgb = np.array([0.0, 0.3, 1.0], dtype=np.float32)
-
-
-# world -> (teleport, colour change)
-EVENTS = {"tworoom": (_teleport_tworoom, _recolour_tworoom)}
+def events(world: str):
+    """The world's (teleport, recolour) events: functions of (env, rng) defined beside the
+    env; a one-line error for a world that has none."""
+    module = importlib.import_module(f"lewm.envs.{world}")
+    if not (hasattr(module, "teleport") and hasattr(module, "recolour")):
+        raise LewmError(f"surprise has no teleport implemented for world {world!r}")
+    return module.teleport, module.recolour
 
 
 def rollout_variant(world, size, fs, seeds, actions, event_block, variant):
     """Frames (N, K + 1, S, S, 3) every `fs` steps; the event (if any) happens just before
     frame `event_block` is observed."""
     frames = []
+    teleport, recolour = events(world)
+    env = None
     for seed, acts in zip(seeds, actions):
-        env = make_env(world, size)
+        if env is None or variant == "colour":  # the new colour must not carry over
+            if env is not None:
+                env.close()
+            env = make_env(world, size)
         obs, _ = env.reset(seed=int(seed))
         rng = np.random.default_rng(int(seed))
         ep = [obs]
@@ -52,11 +52,11 @@ def rollout_variant(world, size, fs, seeds, actions, event_block, variant):
             for a in block:
                 obs, *_ = env.step(a)
             if k + 1 == event_block and variant != "unperturbed":
-                teleport, recolour = EVENTS[world]
                 (teleport if variant == "teleport" else recolour)(env, rng)
                 obs = env.render()
             ep.append(obs)
         frames.append(np.stack(ep))
+    env.close()
     return np.stack(frames)
 
 
@@ -131,16 +131,14 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
     model = load_model(run_dir)
     world = model.meta["data"].get("world", model.train_config.world)
-    if world not in EVENTS:
-        raise LewmError(f"surprise has no teleport implemented for world {world!r} "
-                        f"(worlds: {', '.join(EVENTS)})")
+    events(world)
     size, fs = int(model.meta["data"]["image_size"]), model.cfg.frameskip
     seeds = np.random.SeedSequence(seed).generate_state(trajectories)
     actions = []
+    env = make_env(world, size)
+    policy = make_policy(world, None, env)  # the world's data-collection policy
     for s in seeds:  # the unperturbed trajectories' actions, replayed by every variant
-        env = make_env(world, size)
         obs, info = env.reset(seed=int(s))
-        policy = make_policy(world, "noisy-expert", env)
         policy.reset(info, np.random.default_rng(int(s)))
         acts = []
         for _ in range(blocks * fs):
@@ -148,6 +146,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
             obs, _, _, _, info = env.step(a)
             acts.append(a)
         actions.append(np.asarray(acts).reshape(blocks, fs, -1))
+    env.close()
     actions = np.stack(actions)  # (N, K, fs, A)
     mean = np.asarray(model.stats["action"]["mean"], np.float32)
     std = np.asarray(model.stats["action"]["std"], np.float32)

@@ -127,6 +127,10 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
         raise LewmError(f"{data_path}: images are {data.image_size[0]}x{data.image_size[1]} but "
                         f"the preset expects {m.image_size} px (collect with --size "
                         f"{m.image_size}, or --set model.image_size={data.image_size[0]})")
+    world = str(data.attrs.get("world", cfg.world))
+    if world != cfg.world:
+        raise LewmError(f"{data_path}: collected in world {world!r} but the config is for "
+                        f"{cfg.world!r} (use a {world} preset, or --set world={world})")
     train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
     stats = fit_stats(data, train_eps)
     train = ClipDataset(data, train_eps, cfg.num_steps, m.frameskip, stats)

@@ -7,14 +7,14 @@ file is the same whatever the number of environments.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from tqdm import tqdm
 
 from lewm.data.hdf5 import EpisodeWriter
 from lewm.envs import WORLDS, make_env
-from lewm.envs.policies import make_policy
+from lewm.envs.policies import DEFAULT_POLICY, make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output
 
@@ -22,15 +22,15 @@ from lewm.io import check_output
 @dataclass(frozen=True)
 class CollectConfig:
     world: str = "tworoom"
-    """which world (tworoom)"""
+    """which world (tworoom, pusht, reacher, cube)"""
     episodes: int = 200
     """number of episodes"""
     steps: int = 100
     """actions per episode (each episode has steps + 1 rows, the last with a NaN action)"""
-    policy: str = "noisy-expert"
-    """scripted policy: random or noisy-expert"""
+    policy: str | None = None
+    """collection policy (None: the world's default, see lewm.envs.policies.DEFAULT_POLICY)"""
     noise_std: float | None = None
-    """the expert's Gaussian action noise (None: the world's default, 2.0 for Two-Room)"""
+    """a scripted policy's Gaussian action noise (None: its default, 2.0 for Two-Room)"""
     size: int = 64
     """image size in pixels"""
     seed: int = 0
@@ -57,8 +57,9 @@ def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
     return env_seed, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
 
 
-def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None) -> list[dict]:
-    """Run episodes `indices` side by side, one per env; returns their columns in order."""
+def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None):
+    """Run episodes `indices` side by side, one per env; returns their columns in order and
+    whether each episode reached its goal (the env reported success) at any step."""
     obs, infos = [], []
     for env, policy, i in zip(envs, policies, indices):
         env_seed, rng = episode_seeds(cfg.seed, i)
@@ -68,6 +69,7 @@ def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None) -> 
         infos.append(info)
     n = len(indices)
     T = cfg.steps + 1
+    solved = [bool(info["success"]) for info in infos]
     cols = {
         "pixels": np.empty((n, T, *obs[0].shape), np.uint8),
         "action": np.full((n, T, envs[0].action_space.shape[0]), np.nan, np.float32),
@@ -83,17 +85,27 @@ def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None) -> 
                 continue
             action = policies[k](obs[k], infos[k])
             cols["action"][k, t] = action
-            obs[k], _, _, _, infos[k] = env.step(action)
+            obs[k], _, terminated, _, infos[k] = env.step(action)
+            solved[k] |= terminated
         if on_step is not None and t < cfg.steps:
             on_step(n)
-    return [{name: col[k] for name, col in cols.items()} for k in range(n)]
+    return [{name: col[k] for name, col in cols.items()} for k in range(n)], solved
 
 
 def collect(cfg: CollectConfig, out, force: bool = False, progress: bool = True) -> dict:
     """Collect `cfg.episodes` episodes into `out`; returns a summary (rows, seconds, rate)."""
     check_output(out, force)
+    cfg = replace(cfg, policy=cfg.policy or DEFAULT_POLICY[cfg.world])
     envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
-    policies = [make_policy(cfg.world, cfg.policy, env, cfg.noise_std) for env in envs]
+    try:
+        policies = [make_policy(cfg.world, cfg.policy, env, cfg.noise_std) for env in envs]
+        return _collect(cfg, envs, policies, out, force, progress)
+    finally:
+        for env in envs:
+            env.close()  # MuJoCo worlds free their GL contexts now, not at exit
+
+
+def _collect(cfg: CollectConfig, envs, policies, out, force: bool, progress: bool) -> dict:
     attrs = {
         "env": WORLDS[cfg.world],
         **{k: ("" if v is None else v) for k, v in asdict(cfg).items()},
@@ -108,14 +120,21 @@ def collect(cfg: CollectConfig, out, force: bool = False, progress: bool = True)
         dynamic_ncols=True,
         mininterval=0.5,
     )
+    solved = []
     with EpisodeWriter(out, attrs, force=force) as writer:
         for first in range(0, cfg.episodes, len(envs)):
             indices = list(range(first, min(first + len(envs), cfg.episodes)))
-            for episode in rollout_group(envs, policies, indices, cfg, on_step=bar.update):
+            episodes, group_solved = rollout_group(envs, policies, indices, cfg,
+                                                   on_step=bar.update)
+            for episode in episodes:
                 writer.add(episode)
-            bar.set_postfix(episodes=indices[-1] + 1)
+            solved += group_solved
+            bar.set_postfix(episodes=indices[-1] + 1, solved=f"{np.mean(solved):.0%}")
+        # How often the policy reached the episode's own goal: the quality of the data.
+        writer.attrs["episodes_solved"] = float(np.mean(solved))
     bar.close()
     seconds = time.perf_counter() - start
     rows = cfg.episodes * (cfg.steps + 1)
     return {"path": str(out), "episodes": cfg.episodes, "rows": rows, "seconds": seconds,
-            "steps_per_s": cfg.episodes * cfg.steps / seconds}
+            "steps_per_s": cfg.episodes * cfg.steps / seconds,
+            "episodes_solved": float(np.mean(solved)), "policy": cfg.policy}
