@@ -15,9 +15,10 @@ install: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e .
 
+# Tests cover every world, so they need every world's extra (Push-T, Reacher, Cube).
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,worlds]"
 
 demo: install
 	$(BIN)/lewm demo
@@ -30,7 +31,7 @@ test: install-dev
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python bench/collect_tworoom.py
+	$(BIN)/python bench/collect.py
 	$(BIN)/python bench/clip_throughput.py
 
 clean:
