@@ -77,6 +77,13 @@ def test_existing_output_needs_force(capsys, tmp_path):
     assert out.read_bytes() == b"precious"
 
 
+def test_demo_into_an_existing_directory_needs_force(capsys, tmp_path):
+    (tmp_path / "mine.txt").write_text("precious")
+    err = fails(capsys, "demo", "--out", tmp_path, match="already exists")
+    assert "--resume" not in err  # a demo cannot be resumed
+    assert (tmp_path / "mine.txt").read_text() == "precious"
+
+
 def test_force_replaces(capsys, tmp_path):
     out = tmp_path / "keep.h5"
     out.write_bytes(b"old")

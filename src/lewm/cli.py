@@ -115,7 +115,7 @@ def cmd_demo(args) -> None:
     from lewm.train import prepare_run_dir, train
 
     start = time.perf_counter()
-    out = prepare_run_dir(args.out, args.force, resume=False)
+    out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
     cfg = override(dataclasses.replace(get_preset("tworoom-cpu"), seed=args.seed), args.set)
     collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
                                 policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)

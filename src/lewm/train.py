@@ -242,7 +242,9 @@ class MetricsLog:
             self.tb.close()
 
 
-def prepare_run_dir(out, force: bool, resume: bool) -> Path:
+def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> Path:
+    """Create the run directory `out` (replacing a run there only with `force`). `resumable`:
+    whether the error for an existing one may suggest `--resume` (not for `lewm demo`)."""
     out = Path(out)
     if resume:
         find_checkpoint(out)
@@ -250,8 +252,8 @@ def prepare_run_dir(out, force: bool, resume: bool) -> Path:
     if out.exists():
         is_run = (out / "config.json").exists() or (out / "checkpoint").exists()
         if not force:
-            raise LewmError(f"{out}: already exists (pass --force to replace it, or --resume "
-                            "to continue its training)")
+            hint = ", or --resume to continue its training" if resumable else ""
+            raise LewmError(f"{out}: already exists (pass --force to replace it{hint})")
         if any(out.iterdir()) and not is_run:
             raise LewmError(f"{out}: exists and is not a lewm run directory; refusing to "
                             "replace it")
