@@ -241,3 +241,50 @@ def test_pusht_block_only_moves_when_pushed():
     for _ in range(10):
         *_, info = env.step(np.array([-0.5, -0.5]))
     np.testing.assert_allclose(info["state"][2:5], [300, 300, 1.0], atol=1e-6)
+
+
+def test_mujoco_imported_before_lewm_is_a_clear_error(monkeypatch):
+    import sys
+    import types
+
+    from lewm.envs import gl
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setitem(sys.modules, "mujoco", types.ModuleType("mujoco"))
+    with pytest.raises(LewmError, match="set MUJOCO_GL=egl"):
+        gl.configure()
+
+
+@pytest.mark.skipif(not installed("cube"), reason="lewm[cube] not installed")
+def test_simplified_cube_meshes_leave_the_physics_alone():
+    """Cube's coarser visual meshes change the images a little and the trajectory not at all."""
+    from lewm.envs import cube
+    from lewm.envs.meshes import cluster_faces
+
+    verts = np.array([[0, 0, 0], [1e-4, 0, 0], [1, 0, 0], [0, 1, 0]], dtype=float)
+    faces = np.array([[0, 2, 3], [1, 2, 3], [0, 1, 2]])
+    kept, new = cluster_faces(verts, faces, cell=0.01)
+    assert kept.tolist() == [0] and new.tolist() == [[0, 2, 3]]  # a copy and a sliver go
+
+    def run(cell):
+        cube.MESH_CELL = cell
+        env = make_env("cube", 32)
+        faces = int(env.model.mesh_facenum.sum())
+        obs, info = env.reset(seed=7)
+        rng = np.random.default_rng(0)
+        frames, states = [obs], [info["state"]]
+        for _ in range(5):
+            obs, _, _, _, info = env.step(rng.uniform(-1, 1, 5))
+            frames.append(obs)
+            states.append(info["state"])
+        env.close()
+        return faces, np.stack(frames).astype(int), np.stack(states)
+
+    default = cube.MESH_CELL
+    try:
+        fine, coarse = run(1e-9), run(default)
+    finally:
+        cube.MESH_CELL = default
+    assert coarse[0] < fine[0] / 4
+    np.testing.assert_array_equal(coarse[2], fine[2])
+    assert np.abs(coarse[1] - fine[1]).mean() < 1.0

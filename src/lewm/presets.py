@@ -132,9 +132,9 @@ PRESETS: dict[str, TrainConfig] = {
         model=_CPU_MODEL, world="pusht", batch_size=64, steps=12_000, lr=1e-3,
         warmup_steps=200, lambd=0.1, num_proj=256, val_every=1000, ckpt_every=1000, threads=2,
     ),
-    # The MuJoCo worlds render through software GL here (Mesa llvmpipe): a 64 px frame costs
-    # ~10 ms for Reacher and ~60-100 ms for Cube (the UR5e's meshes are ~190k triangles),
-    # so their CPU recipes use small datasets (see COLLECT) and ~10 minutes of training.
+    # The MuJoCo worlds render through software GL here (Mesa llvmpipe), at tens of frames
+    # per second (bench/results/collect_*), so their CPU recipes use small datasets (see
+    # COLLECT) and ~10 minutes of training.
     "reacher-cpu": TrainConfig(
         model=_CPU_MODEL, world="reacher", batch_size=64, steps=3000, lr=1e-3,
         warmup_steps=200, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
@@ -168,7 +168,7 @@ PRESETS: dict[str, TrainConfig] = {
 COLLECT: dict[str, CollectConfig] = {
     "tworoom-cpu": CollectConfig("tworoom", episodes=300, steps=100, size=64),
     "pusht-cpu": CollectConfig("pusht", episodes=1000, steps=200, size=64),
-    "reacher-cpu": CollectConfig("reacher", episodes=150, steps=200, size=64),
+    "reacher-cpu": CollectConfig("reacher", episodes=100, steps=200, size=64),
     "cube-cpu": CollectConfig("cube", episodes=100, steps=200, size=64),
     "paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),
     "tworoom-paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 from lewm.errors import LewmError
 
@@ -35,6 +36,11 @@ def configure() -> str:
     """Set MUJOCO_GL (and PyOpenGL's platform to match) unless the user already has; returns
     the backend. Must run before mujoco or dm_control is first imported."""
     chosen = os.environ.get("MUJOCO_GL")
+    if not chosen and "mujoco" in sys.modules:
+        # Too late: mujoco chose its backend (GLFW, which needs a display) when imported.
+        raise LewmError("mujoco was imported before lewm could choose a headless GL backend: "
+                        "set MUJOCO_GL=egl (or osmesa) before importing it, or import lewm "
+                        "first")
     if not chosen:
         chosen = next((b for b, (libs, _) in BACKENDS.items() if _loads(libs)), None)
         if chosen is None:
