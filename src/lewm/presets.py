@@ -169,7 +169,7 @@ COLLECT: dict[str, CollectConfig] = {
     "tworoom-cpu": CollectConfig("tworoom", episodes=300, steps=100, size=64),
     "pusht-cpu": CollectConfig("pusht", episodes=1000, steps=200, size=64),
     "reacher-cpu": CollectConfig("reacher", episodes=100, steps=200, size=64),
-    "cube-cpu": CollectConfig("cube", episodes=100, steps=200, size=64),
+    "cube-cpu": CollectConfig("cube", episodes=50, steps=200, size=64),
     "paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),
     "tworoom-paper": CollectConfig("tworoom", episodes=10_000, steps=100, size=224),
     "pusht-paper": CollectConfig("pusht", episodes=20_000, steps=200, size=224),
