@@ -134,14 +134,14 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # The MuJoCo worlds render through software GL here (Mesa llvmpipe), at tens of frames
     # per second (bench/results/collect_*), so their CPU recipes use small datasets (see
-    # COLLECT) and ~10 minutes of training.
+    # COLLECT) and ~7 minutes of training.
     "reacher-cpu": TrainConfig(
-        model=_CPU_MODEL, world="reacher", batch_size=64, steps=3000, lr=1e-3,
+        model=_CPU_MODEL, world="reacher", batch_size=64, steps=2000, lr=1e-3,
         warmup_steps=200, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
     ),
     "cube-cpu": TrainConfig(
         model=dataclasses.replace(_CPU_MODEL, action_dim=5), world="cube", batch_size=64,
-        steps=3000, lr=1e-3, warmup_steps=200, lambd=0.1, num_proj=256, val_every=500,
+        steps=2000, lr=1e-3, warmup_steps=200, lambd=0.1, num_proj=256, val_every=500,
         ckpt_every=500, threads=2,
     ),
     # The paper model on each world's authors'-size dataset (see COLLECT), 10 epochs.
