@@ -18,7 +18,7 @@ def ok(*argv):
 @pytest.mark.parametrize("world", [world_param(w) for w in WORLDS])
 def test_collect_train_eval_probe_surprise(world, tmp_path, capsys):
     data, run = tmp_path / "data.h5", tmp_path / "run"
-    ok("collect", world, "--episodes", 4, "--steps", 24, "--size", 32, "--num-envs", 2,
+    ok("collect", world, "--episodes", 4, "--steps", 30, "--size", 32, "--num-envs", 2,
        "--out", data, "--quiet")
     ok("train", "--preset", "tiny", "--data", data, "--out", run, "--set", f"world={world}",
        "--set", f"model.action_dim={ACTION_DIM[world]}", "--set", "steps=4", "--quiet")

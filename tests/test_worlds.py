@@ -209,9 +209,12 @@ def test_missing_extra_names_the_pip_install(monkeypatch):
 
 
 def test_no_gl_backend_names_the_debian_packages(monkeypatch):
+    import sys
+
     from lewm.envs import gl
 
     monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delitem(sys.modules, "mujoco", raising=False)  # as before its first import
     monkeypatch.setattr(gl, "_loads", lambda names: False)
     with pytest.raises(LewmError, match="libegl1.*libosmesa6"):
         gl.configure()
