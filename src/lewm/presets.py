@@ -141,7 +141,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     "cube-cpu": TrainConfig(
         model=dataclasses.replace(_CPU_MODEL, action_dim=5), world="cube", batch_size=64,
-        steps=2000, lr=1e-3, warmup_steps=200, lambd=0.1, num_proj=256, val_every=500,
+        steps=1000, lr=1e-3, warmup_steps=200, lambd=0.1, num_proj=256, val_every=500,
         ckpt_every=500, threads=2,
     ),
     # The paper model on each world's authors'-size dataset (see COLLECT), 10 epochs.
