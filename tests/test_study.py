@@ -110,6 +110,13 @@ def test_cli_probe_surprise_ablate(tiny_run, tworoom_file, tmp_path):
     result = json.loads((out / "ablation.json").read_text())
     assert [r["regularizer"] for r in result["rows"]] == ["sigreg", "none"]
     assert (out / "ablation.png").exists() and (out / "ablation.md").exists()
+    # An interrupted study resumes: finished runs and their evaluations are not redone.
+    (out / "ablation.json").unlink()
+    again = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                    "--regularizers", "sigreg,none", "--episodes", 2, "--set", "steps=4",
+                    "--quiet")
+    assert "reusing the finished run" in again.stdout and "evaluating" not in again.stdout
+    assert json.loads((out / "ablation.json").read_text())["rows"] == result["rows"]
     bad = run_cli("ablate", "--data", tworoom_file, "--out", tmp_path / "x", "--regularizers",
                   "dropout", check=False)
     assert bad.returncode == 2 and "unknown regularizer 'dropout'" in bad.stderr

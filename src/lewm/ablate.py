@@ -41,9 +41,16 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
             summary = train(run_cfg, data_path, run, force=force, progress=progress)
         else:
             print(f"[{reg}] reusing the finished run in {run}", flush=True)
-        print(f"[{reg}] evaluating", flush=True)
-        ev = evaluate(run, EvalConfig(episodes=eval_episodes, gifs=1), CEMConfig(), force=True)
-        pr = probe(run, force=True)
+        eval_cfg, cem_cfg = EvalConfig(episodes=eval_episodes, gifs=1), CEMConfig()
+        ev = earlier_result(run / "eval.json", summary["step"], {
+            "eval": dataclasses.asdict(eval_cfg), "cem": dataclasses.asdict(cem_cfg)})
+        pr = earlier_result(run / "probe.json", summary["step"])
+        if ev is None or pr is None:
+            print(f"[{reg}] evaluating", flush=True)
+        if ev is None:
+            ev = evaluate(run, eval_cfg, cem_cfg, force=True)
+        if pr is None:
+            pr = probe(run, force=True)
         val = read_metrics(run / "metrics.jsonl").get("val", [])
         rows.append({
             "regularizer": reg,
@@ -88,6 +95,23 @@ def finished_run(run: Path, cfg: TrainConfig) -> dict | None:
         return None
     val = read_metrics(run / "metrics.jsonl").get("val", [{}])[-1]
     return {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"]}
+
+
+def earlier_result(path: Path, step: int, config: dict | None = None) -> dict | None:
+    """A result file (eval.json, probe.json) already made from this run's final checkpoint
+    (and, for evaluations, with these settings), else None: a resumed study does not redo
+    the evaluations it finished."""
+    import json
+
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if result.get("checkpoint_step") != step:
+        return None
+    if config and any(result.get("config", {}).get(k) != v for k, v in config.items()):
+        return None
+    return result
 
 
 def table(result: dict) -> str:
