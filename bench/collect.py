@@ -29,5 +29,5 @@ save(f"collect_{args.world}_{args.size}px", {
     "steps": args.steps, "size": args.size, "seconds": round(out["seconds"], 2),
     "steps_per_s": round(out["steps_per_s"]), "file_mb": round(file_mb, 1),
     "episodes_solved": round(out["episodes_solved"], 3),
-    **({"target_seconds": 60} if args.world == "tworoom" else {}),
+    **({"target_seconds": 60} if (args.world, args.size) == ("tworoom", 64) else {}),
 })

@@ -200,6 +200,12 @@ def test_unknown_policy_is_a_one_line_error(envs, world):
         make_policy(world, "bogus", envs(world))
 
 
+@pytest.mark.parametrize("noise", [-0.1, float("nan")])
+def test_scripted_policy_noise_must_be_non_negative(noise):
+    with pytest.raises(LewmError, match="noise std must be >= 0"):
+        make_policy("tworoom", "noisy-expert", None, noise_std=noise)
+
+
 def test_missing_extra_names_the_pip_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

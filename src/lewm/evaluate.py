@@ -90,13 +90,14 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def make_envs(world: str, size: int, pairs) -> tuple[list, list]:
-    envs, obs = [], []
-    for start, goal in pairs:
-        env = make_env(world, size)
-        o, _ = env.reset(seed=0, options={"state": start, "goal_state": goal})
-        envs.append(env)
-        obs.append(o)
-    return envs, obs
+    envs = [make_env(world, size) for _ in pairs]
+    return envs, reset_envs(envs, pairs)
+
+
+def reset_envs(envs, pairs) -> list:
+    """Put each env at its (start, goal) pair; returns the first observations."""
+    return [env.reset(seed=0, options={"state": start, "goal_state": goal})[0]
+            for env, (start, goal) in zip(envs, pairs)]
 
 
 def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
@@ -128,10 +129,10 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     record = set(range(min(cfg.gifs, len(envs))))
     logs, timings = run_mpc(model, envs, obs, goal_pixels, cem_cfg, cfg.budget,
                             cfg.replan or None, cfg.seed, record)
-    random_envs, _ = make_envs(world, size, pairs)
-    random_success = run_random(random_envs, cfg.budget, cfg.seed)
+    reset_envs(envs, pairs)  # the random floor replays the same episodes in the same envs
+    random_success = run_random(envs, cfg.budget, cfg.seed)
     wall = time.perf_counter() - t0
-    for e in envs + random_envs:
+    for e in envs:
         e.close()
 
     n, k = len(logs), sum(log.success for log in logs)

@@ -55,7 +55,5 @@ def make_env(world: str, size: int = 64):
     """A world by its short name, rendering `size` x `size` images; returns the unwrapped env."""
     if world not in WORLDS:
         raise LewmError(f"unknown world {world!r} (choose from {sorted(WORLDS)})")
-    if int(size) < 16:
-        raise LewmError(f"image size {size} is too small (at least 16)")
     require(world)
     return gym.make(WORLDS[world], size=int(size), disable_env_checker=True).unwrapped

@@ -45,6 +45,7 @@ import gymnasium as gym
 import numpy as np
 
 from lewm.envs import require
+from lewm.envs.base import PixelWorld
 from lewm.envs.gl import render_failed
 from lewm.envs.meshes import simplify_meshes
 from lewm.errors import LewmError
@@ -134,7 +135,7 @@ def yaw_of(quat) -> float:
     return float(SO3(wxyz=np.asarray(quat, dtype=np.float64)).compute_yaw_radians())
 
 
-class CubeEnv(gym.Env):
+class CubeEnv(PixelWorld):
     """Gymnasium OGBench Cube. Observation: RGB image (size, size, 3) uint8; action: (5,) in
     [-1, 1].
 
@@ -148,10 +149,7 @@ class CubeEnv(gym.Env):
     name = "cube"
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
-        if int(size) < 16:
-            raise LewmError(f"image size {size} is too small (at least 16)")
-        self.size = int(size)
-        self.render_mode = render_mode
+        super().__init__(size, render_mode, action_dim=5)
         self.renderer = None
         # terminate_at_goal=False: success is ours to report. visualize_info=False keeps the
         # translucent target cube hidden and the cube's colour fixed, as in OGBench's visual
@@ -181,8 +179,6 @@ class CubeEnv(gym.Env):
         low[CUBE_QUAT], high[CUBE_QUAT] = -1.0, 1.0
         self.state_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32),
                                           (STATE_DIM,), np.float32)
-        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
 
         # MuJoCo's default 4096^2 shadow map is most of the cost of a frame in software GL
         # (Mesa llvmpipe, the headless default); at 1024^2 frames render ~2x faster and differ
@@ -385,8 +381,6 @@ class CubeOracle:
     table and goes on."""
 
     def __init__(self, noise_std: float = 0.1, p_random: float = 0.1):
-        if not noise_std >= 0:
-            raise LewmError(f"noise std must be >= 0, got {noise_std}")
         if not 0 <= p_random <= 1:
             raise LewmError(f"random-action probability must be in [0, 1], got {p_random}")
         self.noise_std = float(noise_std)

@@ -32,8 +32,6 @@ class TwoRoomNoisyExpert:
     target it draws a new one, so long episodes keep moving."""
 
     def __init__(self, noise_std: float = 2.0):
-        if not noise_std >= 0:
-            raise LewmError(f"noise std must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
 
     def reset(self, info, rng: np.random.Generator):
@@ -83,6 +81,8 @@ def make_policy(world: str, name: str | None, env, noise_std: float | None = Non
         if noise_std is not None:
             raise LewmError("--noise-std applies to scripted policies, not to 'random'")
         return RandomPolicy(env.action_space)
+    if noise_std is not None and not noise_std >= 0:  # `not >=` also rejects NaN
+        raise LewmError(f"noise std must be >= 0, got {noise_std}")
     module, cls = names[name].split(":")
     policy = getattr(importlib.import_module(module), cls)
     return policy() if noise_std is None else policy(noise_std=noise_std)

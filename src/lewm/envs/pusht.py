@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import pymunk
 
+from lewm.envs.base import PixelWorld
 from lewm.errors import LewmError
 
 CANVAS = 512.0
@@ -204,7 +205,7 @@ class PushTSim:
             self.space.step(DT)
 
 
-class PushTEnv(gym.Env):
+class PushTEnv(PixelWorld):
     """Gymnasium Push-T. Observation: RGB (size, size, 3) uint8; action: (2,) in [-1, 1].
 
     `reset(options={"state": s7, "goal_state": g7})` sets the start and goal; otherwise both
@@ -216,14 +217,9 @@ class PushTEnv(gym.Env):
     name = "pusht"
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
-        if int(size) < 16:
-            raise LewmError(f"image size {size} is too small (at least 16)")
-        self.size = int(size)
-        self.render_mode = render_mode
+        super().__init__(size, render_mode, action_dim=2)
         self.renderer = PushTRenderer(self.size)
         self.sim = PushTSim()
-        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         hi = np.array([CANVAS, CANVAS, CANVAS, CANVAS, 2 * np.pi, MAX_SPEED, MAX_SPEED])
         lo = np.array([0, 0, 0, 0, 0, -MAX_SPEED, -MAX_SPEED])
         self.state_space = gym.spaces.Box(lo.astype(np.float32), hi.astype(np.float32))

@@ -25,7 +25,6 @@ from lewm.envs.pusht import (
     to_world,
     wrap,
 )
-from lewm.errors import LewmError
 
 
 def _contacts(spacing: float = 8.0, corner: float = 4.0):
@@ -78,8 +77,6 @@ class PushTExpert:
     """
 
     def __init__(self, noise_std: float = 0.1):
-        if not noise_std >= 0:
-            raise LewmError(f"noise std must be >= 0, got {noise_std}")
         self.noise_std = float(noise_std)
 
     def reset(self, info, rng: np.random.Generator):

@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from lewm.envs import gl, require
+from lewm.envs.base import PixelWorld
 from lewm.errors import LewmError
 
 ACTION_REPEAT = 2
@@ -67,7 +68,7 @@ def _dm_control():
     return mujoco, dm_mujoco
 
 
-class ReacherEnv(gym.Env):
+class ReacherEnv(PixelWorld):
     """Gymnasium Reacher. Observation: RGB image (size, size, 3) uint8; action: (2,) joint
     torques in [-1, 1].
 
@@ -81,10 +82,7 @@ class ReacherEnv(gym.Env):
     name = "reacher"
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
-        if int(size) < 16:
-            raise LewmError(f"image size {size} is too small (at least 16)")
-        self.size = int(size)
-        self.render_mode = render_mode
+        super().__init__(size, render_mode, action_dim=2)
         self.mj, dm_mujoco = _dm_control()
         import dm_control
 
@@ -107,8 +105,6 @@ class ReacherEnv(gym.Env):
         m.vis.global_.offheight = max(m.vis.global_.offheight, self.size)
         self.camera = None  # made on the first render, so envs that never render need no GL
 
-        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         hi = np.array([np.pi, WRIST_LIMIT + WRIST_SLACK, VEL_MAX, VEL_MAX], dtype=np.float32)
         self.state_space = gym.spaces.Box(-hi, hi, (4,), np.float32)
         self.goal = np.zeros(4)

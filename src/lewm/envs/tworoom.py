@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from lewm.envs.base import PixelWorld
 from lewm.errors import LewmError
 
 CANVAS = 224.0
@@ -94,7 +95,7 @@ class TwoRoomRenderer:
         return (img * 255.0 + 0.5).astype(np.uint8)
 
 
-class TwoRoomEnv(gym.Env):
+class TwoRoomEnv(PixelWorld):
     """Gymnasium Two-Room. Observation: RGB image (size, size, 3) uint8; action: (2,) in [-1, 1].
 
     `reset(options={"state": xy, "goal_state": xy})` sets the start and goal; otherwise both
@@ -106,13 +107,8 @@ class TwoRoomEnv(gym.Env):
     name = "tworoom"
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
-        if int(size) < 16:
-            raise LewmError(f"image size {size} is too small (at least 16)")
-        self.size = int(size)
-        self.render_mode = render_mode
+        super().__init__(size, render_mode, action_dim=2)
         self.renderer = TwoRoomRenderer(self.size)
-        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.state_space = gym.spaces.Box(POS_LOW, POS_HIGH, (2,), np.float32)
         self.pos = np.full(2, POS_LOW)
         self.goal = np.full(2, POS_HIGH)

@@ -1,0 +1,23 @@
+"""What every world shares: square RGB uint8 observations of a chosen size and actions in
+[-1, 1]. Each world subclasses `PixelWorld` and adds its dynamics, state and success rule."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from lewm.errors import LewmError
+
+MIN_SIZE = 16  # the encoders' patching and convolutions need at least this many pixels
+
+
+class PixelWorld(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, size: int, render_mode: str | None, action_dim: int):
+        if int(size) < MIN_SIZE:
+            raise LewmError(f"image size {size} is too small (at least {MIN_SIZE})")
+        self.size = int(size)
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
