@@ -117,6 +117,16 @@ def test_cli_probe_surprise_ablate(tiny_run, tworoom_file, tmp_path):
                     "--quiet")
     assert "reusing the finished run" in again.stdout and "evaluating" not in again.stdout
     assert json.loads((out / "ablation.json").read_text())["rows"] == result["rows"]
+    # A run stopped part-way through is resumed, not refused or restarted.
+    (out / "ablation.json").unlink()
+    cfg = override(get_preset("tiny"), ["steps=4", "regularizer=vicreg"])
+    train(cfg, tworoom_file, out / "vicreg", progress=False, stop_after=2)
+    again = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                    "--regularizers", "none,vicreg", "--episodes", 2, "--set", "steps=4",
+                    "--quiet")
+    assert "[vicreg] resuming the stopped run" in again.stdout
+    assert [r["regularizer"] for r in json.loads((out / "ablation.json").read_text())["rows"]] \
+        == ["none", "vicreg"]
     bad = run_cli("ablate", "--data", tworoom_file, "--out", tmp_path / "x", "--regularizers",
                   "dropout", check=False)
     assert bad.returncode == 2 and "unknown regularizer 'dropout'" in bad.stderr

@@ -35,12 +35,15 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
     for reg in regularizers:
         run = out / reg
         run_cfg = dataclasses.replace(cfg, regularizer=reg)
-        summary = finished_run(run, run_cfg) if not force else None
-        if summary is None:
+        state, summary = earlier_run(run, run_cfg) if not force else (None, None)
+        if state == "finished":
+            print(f"[{reg}] reusing the finished run in {run}", flush=True)
+        elif state == "stopped":
+            print(f"[{reg}] resuming the stopped run in {run}", flush=True)
+            summary = train(None, data_path, run, resume=True, progress=progress)
+        else:
             print(f"[{reg}] training", flush=True)
             summary = train(run_cfg, data_path, run, force=force, progress=progress)
-        else:
-            print(f"[{reg}] reusing the finished run in {run}", flush=True)
         eval_cfg, cem_cfg = EvalConfig(episodes=eval_episodes, gifs=1), CEMConfig()
         ev = earlier_result(run / "eval.json", summary["step"], {
             "eval": dataclasses.asdict(eval_cfg), "cem": dataclasses.asdict(cem_cfg)})
@@ -80,21 +83,25 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
     return result
 
 
-def finished_run(run: Path, cfg: TrainConfig) -> dict | None:
-    """The summary of a run that already finished with exactly this config, else None: an
-    interrupted study picks up where it stopped."""
-    from lewm.checkpoint import read_meta
+def earlier_run(run: Path, cfg: TrainConfig) -> tuple[str | None, dict | None]:
+    """What an interrupted study left in `run` with exactly this config: ("finished",
+    summary), ("stopped", None) when its last checkpoint can be resumed, else (None, None).
+    A study run again picks up where it stopped."""
+    from lewm.checkpoint import find_checkpoint, read_meta
     from lewm.plots import read_metrics
     from lewm.presets import from_dict
 
     try:
         meta = read_meta(run)
     except LewmError:
-        return None
-    if from_dict(meta["train"]) != cfg or meta.get("step") != cfg.steps:
-        return None
+        return None, None
+    if from_dict(meta["train"]) != cfg:
+        return None, None
+    if meta.get("step") != cfg.steps:
+        resumable = (find_checkpoint(run) / "resume.pt").exists()
+        return ("stopped" if resumable else None), None
     val = read_metrics(run / "metrics.jsonl").get("val", [{}])[-1]
-    return {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"]}
+    return "finished", {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"]}
 
 
 def earlier_result(path: Path, step: int, config: dict | None = None) -> dict | None:
