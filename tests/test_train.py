@@ -40,10 +40,14 @@ def test_resume_is_bitwise_identical(tworoom_file, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(TINY, tworoom_file, whole, progress=False)
     # stop_after stops with a checkpoint, as Ctrl-C does.
-    assert not train(TINY, tworoom_file, split, progress=False, stop_after=7)["finished"]
+    first = train(TINY, tworoom_file, split, progress=False, stop_after=7)
+    assert not first["finished"]
     meta = json.loads((split / "checkpoint" / "config.json").read_text())
     assert meta["step"] == 7
-    train(None, None, split, resume=True, progress=False)
+    stopped_at = torch.load(split / "checkpoint" / "resume.pt")["train_seconds"]
+    assert stopped_at >= first["seconds"]
+    resumed = train(None, None, split, resume=True, progress=False)
+    assert resumed["seconds"] > stopped_at  # the training time counts every part of a run
     a, b = weights(whole), weights(split)
     assert a.keys() == b.keys()
     for k in a:

@@ -132,8 +132,7 @@ def table(result: dict) -> str:
         f"D = {D}; planning success on the 50-episode protocol; linear/MLP probe r of the "
         "agent position on held-out episodes. Effective rank = exp(entropy of the normalised "
         "singular values), scale-free; rank >= 0.01 = principal directions whose std is at "
-        "least 0.01 (SIGReg holds every direction at std ~1), which sees a shrink towards a "
-        "point that the scale-free rank cannot.",
+        "least 0.01, which sees a shrink towards a point that the scale-free rank cannot.",
         "",
         "| regulariser | effective rank | rank >= 0.01 | min per-dim std | val pred loss "
         "| probe r (linear) | probe r (MLP) | success | random |",

@@ -306,7 +306,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         import copy
 
         target = copy.deepcopy(model).requires_grad_(False)
-    start = 0
+    start, earlier_seconds = 0, 0.0  # earlier_seconds: training time before a resume
     if state is not None:
         from lewm.checkpoint import load_model
 
@@ -317,6 +317,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         if target is not None:
             target.load_state_dict(state["ema_target"])
         start = state["step"]
+        earlier_seconds = state.get("train_seconds", 0.0)
     if start >= cfg.steps:
         raise LewmError(f"{run_dir}: training already finished ({start}/{cfg.steps} steps)")
 
@@ -341,7 +342,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     def checkpoint(step: int) -> None:
         if dist_ctx.main:
             resume_state = {"step": step, "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}
+                            "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                            "train_seconds": earlier_seconds + time.perf_counter() - t_start}
             if target is not None:
                 resume_state["ema_target"] = target.state_dict()
             save_checkpoint(run_dir / "checkpoint", model, {**meta, "step": step}, run.stats,
@@ -402,7 +404,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     finally:
         bar.close()
         stop.restore()
-    seconds = time.perf_counter() - t_start
+    seconds = earlier_seconds + time.perf_counter() - t_start  # over every resume
     meta["train_seconds"] = seconds
     checkpoint(step)
     log.close()
