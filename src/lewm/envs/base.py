@@ -12,8 +12,6 @@ MIN_SIZE = 16  # the encoders' patching and convolutions need at least this many
 
 
 class PixelWorld(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
-
     def __init__(self, size: int, render_mode: str | None, action_dim: int):
         if int(size) < MIN_SIZE:
             raise LewmError(f"image size {size} is too small (at least {MIN_SIZE})")
