@@ -15,10 +15,14 @@ install: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e .
 
-# Tests cover every world, so they need every world's extra (Push-T, Reacher, Cube).
+# Tests cover every world, so they need every world's extra (Push-T, Reacher, Cube), and the
+# authors' library for the parity tests: its LeWM modules need only torch and einops, and its
+# dependencies would replace the CPU torch with a CUDA build, hence --no-deps.
+PEER ?= stable-worldmodel==0.1.1
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,worlds]"
+	$(BIN)/pip install -q -e ".[dev,worlds,authors,parity]"
+	$(BIN)/pip install -q --no-deps "$(PEER)"
 
 demo: install
 	$(BIN)/lewm demo

@@ -29,17 +29,41 @@ def test_cem_finds_the_optimum_of_a_quadratic():
 def test_cem_respects_bounds_and_seed():
     cost = lambda c: -c.sum((-1, -2))  # wants ever larger actions
     low, high = torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5])
-    cfg = CEMConfig(samples=50, elites=5, iterations=10, horizon=2)
+    cfg = CEMConfig(samples=50, elites=5, iterations=10, horizon=2, clip=True)
     a, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
     b, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
     assert torch.equal(a, b)
     torch.testing.assert_close(a[0], high.expand(2, 2), atol=1e-3, rtol=0)
 
 
+def test_cem_std_refit_is_the_authors_by_default():
+    # Every candidate an elite: the second iteration samples with the first's std, which the
+    # authors compute with Bessel's correction (n - 1).
+    seen = []
+
+    def cost(c):  # (1, S, 1, 1)
+        seen.append(c.clone())
+        return torch.zeros(c.shape[:2])
+
+    for unbiased in (True, False):
+        seen.clear()
+        cfg = CEMConfig(samples=8, elites=8, iterations=2, horizon=1, unbiased_std=unbiased)
+        g = torch.Generator().manual_seed(2)
+        cem(cost, 1, 1, cfg, g)
+        g = torch.Generator().manual_seed(2)
+        torch.randn((1, 8, 1, 1), generator=g)
+        noise = torch.randn((1, 8, 1, 1), generator=g)[:, 1:]  # the second draw, less the mean
+        first = seen[0]
+        std = first.std(1, unbiased=unbiased)  # (1, 1, 1)
+        torch.testing.assert_close(seen[1][:, 1:], first.mean(1, keepdim=True) + std * noise)
+    assert CEMConfig().unbiased_std and not CEMConfig().clip and CEMConfig().context == 1
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"elites": 400}, "cannot exceed samples"),
     ({"horizon": 0}, "horizon must be >= 1"),
     ({"samples": 0}, "samples must be >= 1"),
+    ({"context": 0}, "context must be >= 1"),
 ])
 def test_planner_settings_out_of_range(kwargs, match):
     with pytest.raises(LewmError, match=match):

@@ -1,6 +1,7 @@
 import os
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -16,8 +17,8 @@ def test_near_zero_for_gaussian_samples():
     torch.manual_seed(0)
     z = torch.randn(4, 4096, 32)
     value = sigreg(z, 256, gen()).item()
-    # Under the null, E[n * distance] = int_0^3 (1 - exp(-t^2)) exp(-t^2 / 2) dt ~= 0.53.
-    assert 0.35 < value < 0.75
+    # Under the null, E[n * distance] = int_{-3}^{3} (1 - exp(-t^2)) exp(-t^2 / 2) dt ~= 1.06.
+    assert 0.85 < value < 1.25
 
 
 @pytest.mark.parametrize("make", [
@@ -42,10 +43,29 @@ def test_scales_with_batch_size():
 
 def test_epps_pulley_knots():
     p = torch.zeros(1, 10, 1)  # all mass at 0: phi_hat = 1
-    t = torch.linspace(0, 3, 17)
+    t = torch.linspace(-3, 3, 33)  # the whole interval: the same knots as [0, 3] mirrored
     integrand = (1 - torch.exp(-t**2 / 2)) ** 2 * torch.exp(-t**2 / 2)
     expected = 10 * torch.trapezoid(integrand, t)
     torch.testing.assert_close(epps_pulley(p)[0, 0], expected)
+
+
+def test_epps_pulley_golden():
+    """The authors' statistic on a small fixed sample, computed by hand in numpy: the weighted
+    distance between characteristic functions integrated over [-3, 3] by the trapezoid rule
+    on 33 knots, times the sample size."""
+    sample = np.array([[-1.3, 0.2, 0.7, 2.1, -0.4], [0.05, -2.2, 1.1, 0.3, 0.9]])  # (M, N)
+    t = np.linspace(-3.0, 3.0, 33)
+    expected = []
+    for s in sample:
+        re = np.cos(np.outer(t, s)).mean(1) - np.exp(-t**2 / 2)
+        im = np.sin(np.outer(t, s)).mean(1)
+        integrand = (re**2 + im**2) * np.exp(-t**2 / 2)
+        dt = t[1] - t[0]
+        expected.append(len(s) * dt * (integrand.sum() - (integrand[0] + integrand[-1]) / 2))
+    p = torch.tensor(sample.T, dtype=torch.float64)[None]  # (T=1, N, M)
+    np.testing.assert_allclose(epps_pulley(p)[0].numpy(), expected, rtol=1e-12)
+    # Pinned so that a change of the rule on both sides at once is still caught.
+    np.testing.assert_allclose(expected, [0.1738248, 1.0942965], atol=1e-7)
 
 
 def test_gradients_are_finite():

@@ -18,7 +18,7 @@ LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + co
 
 
 def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: bool = False,
-           progress: bool = True, eval_episodes: int = 50) -> dict:
+           progress: bool = True, eval_episodes: int = 50, device: str = "auto") -> dict:
     from lewm.evaluate import EvalConfig, evaluate
     from lewm.planning.cem import CEMConfig
     from lewm.plots import read_metrics
@@ -51,9 +51,9 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
         if ev is None or pr is None:
             print(f"[{reg}] evaluating", flush=True)
         if ev is None:
-            ev = evaluate(run, eval_cfg, cem_cfg, force=True)
+            ev = evaluate(run, eval_cfg, cem_cfg, force=True, device=device)
         if pr is None:
-            pr = probe(run, force=True)
+            pr = probe(run, force=True, device=device)
         val = read_metrics(run / "metrics.jsonl").get("val", [])
         rows.append({
             "regularizer": reg,
@@ -71,7 +71,7 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
                        "rank_abs": v.get("rank_abs"), "std_min": v["std_min"]} for v in val],
         })
     result = {"command": "lewm " + " ".join(sys.argv[1:]) if sys.argv else "",
-              "embed_dim": cfg.model.embed_dim, "steps": cfg.steps, "seed": cfg.seed,
+              "embed_dim": cfg.model.embed_dim, "steps": summary["steps"], "seed": cfg.seed,
               "data": str(data_path), "version": __version__, "rows": rows,
               "config": dataclasses.asdict(cfg)}
     write_json(out / "ablation.json", result)
@@ -97,11 +97,12 @@ def earlier_run(run: Path, cfg: TrainConfig) -> tuple[str | None, dict | None]:
         return None, None
     if from_dict(meta["train"]) != cfg:
         return None, None
-    if meta.get("step") != cfg.steps:
+    if meta.get("step") != meta.get("steps", cfg.steps):
         resumable = (find_checkpoint(run) / "resume.pt").exists()
         return ("stopped" if resumable else None), None
     val = read_metrics(run / "metrics.jsonl").get("val", [{}])[-1]
-    return "finished", {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"]}
+    return "finished", {"val": val, "seconds": meta.get("train_seconds"), "step": meta["step"],
+                        "steps": meta["step"]}
 
 
 def earlier_result(path: Path, step: int, config: dict | None = None) -> dict | None:

@@ -28,7 +28,8 @@ def cmd_collect(args) -> None:
     else:
         raise LewmError("name a world (tworoom, pusht, reacher, cube) or a --preset")
     flags = {name: getattr(args, name) for name in
-             ("episodes", "steps", "policy", "noise_std", "size", "seed", "num_envs")}
+             ("episodes", "steps", "policy", "noise_std", "size", "seed", "num_envs",
+              "compression")}
     cfg = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
     out = collect(cfg, args.out, force=args.force, progress=not args.quiet)
     print(f"wrote {out['path']}: {out['episodes']} episodes, {out['rows']} rows in "
@@ -93,8 +94,10 @@ def cmd_eval(args) -> None:
     cfg = EvalConfig(episodes=args.episodes, offset=args.offset, budget=args.budget,
                      seed=args.seed, goals=args.goals, replan=args.replan, gifs=args.gifs)
     cem_cfg = CEMConfig(samples=args.samples, elites=args.elites, iterations=args.iterations,
-                        horizon=args.horizon, warm_start=args.warm_start)
-    r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force)
+                        horizon=args.horizon, warm_start=args.warm_start,
+                        unbiased_std=not args.biased_std, clip=args.clip, context=args.context)
+    r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
+                 device=args.device)
     lo, hi = r["success_ci95"]
     print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
           f"{r['episodes_evaluated']} episodes; random policy "
@@ -116,24 +119,25 @@ def cmd_demo(args) -> None:
 
     start = time.perf_counter()
     out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
-    cfg = override(dataclasses.replace(get_preset("tworoom-cpu"), seed=args.seed), args.set)
+    cfg = override(dataclasses.replace(get_preset("tworoom-cpu"), seed=args.seed,
+                                       device=args.device), args.set)
     collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
                                 policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)
     print(f"[1/3] collecting {args.episodes} Two-Room episodes x {args.steps} steps")
     data = collect(collect_cfg, out / "tworoom.h5", progress=not args.quiet)
-    print(f"[2/3] training the tworoom-cpu preset for {cfg.steps} steps")
+    print("[2/3] training the tworoom-cpu preset")
     trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True)
     print("[3/3] planning with CEM on the 50-episode protocol")
     cem_cfg = CEMConfig()
-    r = evaluate(out, EvalConfig(), cem_cfg)
+    r = evaluate(out, EvalConfig(), cem_cfg, device=args.device)
     total = time.perf_counter() - start
     lo, hi = r["success_ci95"]
     val = trained["val"]
     rows = [
         ("data", f"{args.episodes} episodes x {args.steps} steps, {collect_cfg.size} px, "
                  f"noisy expert", f"{data['seconds']:.0f} s"),
-        ("training", f"{cfg.steps} steps, {trained['parameters']:,} parameters, val pred loss "
-                     f"{val.get('pred_loss', float('nan')):.4f}, eff. rank "
+        ("training", f"{trained['steps']} steps, {trained['parameters']:,} parameters, "
+                     f"val pred loss {val.get('pred_loss', float('nan')):.4f}, eff. rank "
                      f"{val.get('effective_rank', float('nan')):.1f}/{cfg.model.embed_dim}",
          f"{trained['seconds']:.0f} s"),
         ("planning", f"CEM {cem_cfg.samples} samples x {cem_cfg.iterations} iterations, "
@@ -154,7 +158,7 @@ def cmd_probe(args) -> None:
     from lewm.probe import probe
 
     r = probe(args.run_dir, data_path=args.data, max_rows=args.rows, seed=args.seed,
-              force=args.force)
+              force=args.force, device=args.device)
     print(f"{'probe':<8} {'quantity':<20} {'MSE (std.)':>10} {'Pearson r':>10}")
     for kind, per in r["probes"].items():
         for q, m in per.items():
@@ -167,7 +171,7 @@ def cmd_surprise(args) -> None:
     from lewm.surprise import surprise
 
     r = surprise(args.run_dir, trajectories=args.trajectories, blocks=args.blocks,
-                 seed=args.seed, force=args.force)
+                 seed=args.seed, force=args.force, device=args.device)
     print(f"event at frame {r['event_block']} of {r['blocks']}, {r['trajectories']} trajectories")
     for name, v in r["variants"].items():
         print(f"  {name:<9} spike {v['spike_mean']:.3f} vs {v['unperturbed_mean_at_event']:.3f} "
@@ -182,9 +186,35 @@ def cmd_ablate(args) -> None:
 
     cfg = override(get_preset(args.preset), args.set)
     result = ablate(cfg, args.data, args.out, regularizers=args.regularizers.split(","),
-                    force=args.force, progress=not args.quiet, eval_episodes=args.episodes)
+                    force=args.force, progress=not args.quiet, eval_episodes=args.episodes,
+                    device=args.device)
     print(table(result))
     print(f"wrote {Path(args.out) / 'ablation.md'}, ablation.json and ablation.png")
+
+
+def add_device(parser, what: str = "") -> None:
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help=what or "where the model runs (auto: cuda, then mps, then cpu, "
+                        "as in training)")
+
+
+def cmd_import(args) -> None:
+    from lewm.interop import import_checkpoint
+
+    r = import_checkpoint(args.src, args.out, args.data, world=args.world, force=args.force)
+    m = r["config"]
+    print(f"imported {r['tensors']} tensors (transformers {r['layout']}.x names) into "
+          f"{r['run_dir']}: ViT {m.enc_dim}x{m.enc_depth} at {m.image_size} px, D = "
+          f"{m.embed_dim}, history {m.history}, {m.frameskip} x {m.action_dim}-D action blocks, "
+          f"world {r['world']}")
+
+
+def cmd_export(args) -> None:
+    from lewm.interop import export_checkpoint
+
+    r = export_checkpoint(args.run_dir, args.out, layout=args.transformers, force=args.force)
+    print(f"wrote {r['out']}/weights.pt ({r['tensors']} tensors, transformers "
+          f"{r['layout']}.x names) and config.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--size", type=int, help="image size in pixels (default 64)")
     c.add_argument("--seed", type=int, help="seed of the collection (default 0)")
     c.add_argument("--num-envs", type=int, help="environments stepped side by side (default 8)")
+    c.add_argument("--compression", choices=("none", "lzf", "gzip", "blosc"),
+                   help="image compression (default none; blosc as the authors' datasets, "
+                   "needs lewm[authors])")
     c.add_argument("--out", required=True, help="output .h5 file")
     c.add_argument("--force", action="store_true", help="replace an existing output")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -245,8 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--horizon", type=int, default=5, help="action blocks per plan")
     e.add_argument("--replan", type=int, default=0, help="blocks executed per plan (0: all)")
     e.add_argument("--warm-start", action="store_true", help="start CEM from the last plan")
+    e.add_argument("--context", type=int, default=1, help="frames of context at a re-plan "
+                   "(1: the current frame, as the authors evaluate; up to the model's history)")
+    e.add_argument("--clip", action="store_true",
+                   help="clip CEM candidates to the action box (the authors do not)")
+    e.add_argument("--biased-std", action="store_true",
+                   help="refit CEM's std dividing by n (the authors divide by n - 1)")
     e.add_argument("--gifs", type=int, default=4, help="episodes written as GIFs")
     e.add_argument("--force", action="store_true", help="replace an existing eval.json")
+    add_device(e)
     e.set_defaults(func=cmd_eval)
     d = sub.add_parser("demo", help="collect, train and evaluate Two-Room on a CPU (~15 min)")
     d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
@@ -257,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of the tworoom-cpu preset")
     d.add_argument("--force", action="store_true", help="replace an existing run directory")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device(d, "the device of training and planning")
     d.set_defaults(func=cmd_demo)
     pr = sub.add_parser("probe", help="linear and MLP probes of the latent space")
     pr.add_argument("run_dir")
@@ -264,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--rows", type=int, default=20_000, help="frames per split, at most")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--force", action="store_true")
+    add_device(pr)
     pr.set_defaults(func=cmd_probe)
 
     su = sub.add_parser("surprise", help="prediction error on teleport and colour events")
@@ -272,7 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--blocks", type=int, default=12, help="action blocks per trajectory")
     su.add_argument("--seed", type=int, default=0)
     su.add_argument("--force", action="store_true")
+    add_device(su)
     su.set_defaults(func=cmd_surprise)
+
+    im = sub.add_parser("import", help="make a run directory from an authors' checkpoint "
+                        "(weights.pt + config.json)")
+    im.add_argument("src", help="the checkpoint directory (or its weights .pt file)")
+    im.add_argument("--data", required=True, help="an episode file of the checkpoint's world: "
+                    "action statistics are fitted on it, and evaluation draws from it")
+    im.add_argument("--world", help="tworoom, pusht, reacher or cube (default: the data's)")
+    im.add_argument("--out", required=True, help="run directory to create")
+    im.add_argument("--force", action="store_true", help="replace an existing checkpoint")
+    im.set_defaults(func=cmd_import)
+
+    ex = sub.add_parser("export", help="write a run's model as an authors' checkpoint")
+    ex.add_argument("run_dir")
+    ex.add_argument("--out", required=True, help="directory for weights.pt and config.json")
+    ex.add_argument("--transformers", default="4", choices=("4", "5"), help="ViT parameter "
+                    "names of this transformers major version (4: the released checkpoints')")
+    ex.add_argument("--force", action="store_true", help="replace existing files")
+    ex.set_defaults(func=cmd_export)
 
     ab = sub.add_parser("ablate", help="the collapse study: each regulariser, same data and seed")
     ab.add_argument("--preset", default="tworoom-cpu")
@@ -283,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--force", action="store_true")
     ab.add_argument("--quiet", action="store_true")
+    add_device(ab, "the device of evaluation and probing (training: --set device=...)")
     ab.set_defaults(func=cmd_ablate)
     return p
 

@@ -19,6 +19,7 @@ import torch
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.hdf5 import open_episodes
+from lewm.devices import resolve_device
 from lewm.envs import make_env
 from lewm.errors import LewmError
 from lewm.io import check_output, write_gif, write_json
@@ -53,14 +54,29 @@ class EvalConfig:
             raise LewmError("--replan and --gifs must be >= 0")
 
 
-def dataset_pairs(path, n: int, offset: int, seed: int) -> list[tuple]:
+# Where the authors' datasets keep what lewm's environments take as their state, for files
+# without a `state` column: Two-Room's agent position is its `proprio`; the MuJoCo worlds'
+# state is joint positions then velocities. (Push-T's authors' `state` is lewm's layout.)
+AUTHORS_STATE = {"tworoom": ("proprio",), "reacher": ("qpos", "qvel"), "cube": ("qpos", "qvel")}
+
+
+def read_states(f, path, world: str) -> np.ndarray:
+    """(N, S) environment states of every row of an open episode file."""
+    if "state" in f:
+        return f["state"][()]
+    columns = AUTHORS_STATE.get(world, ())
+    if columns and all(c in f for c in columns):
+        return np.concatenate([f[c][()].reshape(len(f[c]), -1) for c in columns], axis=1)
+    where = f"'state' or {' + '.join(map(repr, columns))}" if columns else "'state'"
+    raise LewmError(f"{path}: has no {where} column to draw start and goal states from "
+                    "(use --goals env)")
+
+
+def dataset_pairs(path, n: int, offset: int, seed: int, world: str = "") -> list[tuple]:
     """(start state, goal state) of `n` rows drawn without replacement (seed) among the rows
     whose episode continues for `offset` more steps; the goal is the state `offset` later."""
     with open_episodes(path) as f:
-        if "state" not in f:
-            raise LewmError(f"{path}: has no 'state' column to draw start and goal states from "
-                            "(use --goals env)")
-        state = f["state"][()]
+        state = read_states(f, path, world)
         ep_len, ep_offset = f["ep_len"][()], f["ep_offset"][()]
     rows = np.concatenate([o + np.arange(max(0, n_ - offset)) for o, n_ in zip(ep_offset, ep_len)])
     if len(rows) == 0:
@@ -101,13 +117,13 @@ def reset_envs(envs, pairs) -> list:
 
 
 def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
-             device="cpu", out_name="eval.json") -> dict:
+             device: str = "auto", out_name="eval.json") -> dict:
     """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
     out = run_dir / out_name
     check_output(out, force)
-    model = load_model(run_dir, device=device)
+    model = load_model(run_dir, device=resolve_device(device))
     meta = model.meta
     world = meta["data"].get("world", model.train_config.world)
     size = int(meta["data"]["image_size"])
@@ -119,7 +135,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
                         f"expects {model.cfg.action_dim}-D")
     if cfg.goals == "dataset":
         data_path = data_path or meta["data"]["path"]
-        pairs = dataset_pairs(data_path, cfg.episodes, cfg.offset, cfg.seed)
+        pairs = dataset_pairs(data_path, cfg.episodes, cfg.offset, cfg.seed, world)
     else:
         pairs = env_pairs(world, cfg.episodes, cfg.seed)
     t0 = time.perf_counter()

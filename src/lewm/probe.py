@@ -16,6 +16,7 @@ import torch
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.clips import EpisodeData, split_episodes
+from lewm.devices import resolve_device
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
 
@@ -96,13 +97,13 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
-          force: bool = False) -> dict:
+          force: bool = False, device: str = "auto") -> dict:
     """Fit and score the probes; writes probe.json and probe.png in the run directory."""
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
     out = run_dir / "probe.json"
     check_output(out, force)
-    model = load_model(run_dir)
+    model = load_model(run_dir, device=resolve_device(device))
     meta = model.meta
     world = meta["data"].get("world", model.train_config.world)
     if world not in QUANTITIES:

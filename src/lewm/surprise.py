@@ -19,6 +19,7 @@ import torch
 
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
+from lewm.devices import resolve_device
 from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
@@ -121,7 +122,7 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
-             force: bool = False) -> dict:
+             force: bool = False, device: str = "auto") -> dict:
     """Run the three variants; writes surprise.json and surprise.png in the run directory."""
     run_dir = Path(run_dir)
     find_checkpoint(run_dir)
@@ -129,7 +130,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     check_output(out, force)
     if trajectories < 2 or blocks < 4:
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
-    model = load_model(run_dir)
+    model = load_model(run_dir, device=resolve_device(device))
     world = model.meta["data"].get("world", model.train_config.world)
     events(world)
     size, fs = int(model.meta["data"]["image_size"]), model.cfg.frameskip

@@ -26,24 +26,11 @@ from tqdm import tqdm
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
+from lewm.devices import resolve_device
 from lewm.errors import LewmError
 from lewm.losses import sigreg, vicreg_terms
 from lewm.model import LeWM
-from lewm.presets import TrainConfig, from_dict, to_dict
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LewmError("device cuda requested but CUDA is not available")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise LewmError("device mps requested but MPS is not available")
-    return torch.device(name)
+from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
 
 
 @dataclass
@@ -70,11 +57,11 @@ class Dist:
         return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to min_lr_ratio."""
+def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at `steps`."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    progress = (step - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -206,7 +193,8 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
             emb, pred = model(pixels, actions)
         emb, pred = emb.float(), pred.float()
         losses.append(F.mse_loss(pred, emb[:, 1:]).item() * len(emb))
-        regs.append(sigreg(emb.transpose(0, 1), cfg.num_proj, sigreg_generator(-1, i)).item())
+        regs.append(sigreg(emb.transpose(0, 1), cfg.num_proj, sigreg_generator(-1, i),
+                           gather=False).item())
         embs.append(emb.flatten(0, 1).cpu())
     model.train(was_training)
     return {"pred_loss": sum(losses) / len(idx), "sigreg": float(np.mean(regs)),
@@ -295,12 +283,13 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
 
     run = load_run_data(cfg, data_path)
+    steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
     model.stats = run.stats
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, steps))
     target = None
     if cfg.regularizer == "ema":
         import copy
@@ -318,8 +307,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
             target.load_state_dict(state["ema_target"])
         start = state["step"]
         earlier_seconds = state.get("train_seconds", 0.0)
-    if start >= cfg.steps:
-        raise LewmError(f"{run_dir}: training already finished ({start}/{cfg.steps} steps)")
+    if start >= steps:
+        raise LewmError(f"{run_dir}: training already finished ({start}/{steps} steps)")
 
     step_model = model
     if device.type == "cuda" and dist_ctx.world > 1:
@@ -333,7 +322,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     use_bf16 = device.type == "cuda"
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    meta = {"train": to_dict(cfg), "data": run.info, "parameters": params}
+    meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
     log = MetricsLog(run_dir, dist_ctx.main)
     if dist_ctx.main and not resume:
         (run_dir / "config.json").write_text(json.dumps(
@@ -350,8 +339,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
                             resume_state)
 
     local_batch = cfg.batch_size // dist_ctx.world
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and dist_ctx.main),
+    end = steps if stop_after is None else min(steps, start + stop_after)
+    bar = tqdm(total=steps, initial=start, disable=not (progress and dist_ctx.main),
                desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
     model.train()
     t_start = t_log = time.perf_counter()
@@ -385,7 +374,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
                 ema_update(target, model, cfg.ema_momentum)
             frames_since += cfg.batch_size * cfg.num_steps
             done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if done % cfg.log_every == 0 or done == steps:
                 now = time.perf_counter()
                 values = {k: v.item() for k, v in terms.items()}
                 values.update(lr=sched.get_last_lr()[0], grad_norm=float(grad_norm),
@@ -393,7 +382,9 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
                 log.write("train", done, values)
                 t_log, frames_since = now, 0
                 bar.set_postfix(loss=f"{values['loss']:.4f}", pred=f"{values['pred_loss']:.4f}")
-            if run.val is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+            # Validation on one rank only: the others would repeat it on the same clips.
+            if dist_ctx.main and run.val is not None and (done % cfg.val_every == 0
+                                                          or done == steps):
                 last_val = validate(model, run.val, cfg, device, autocast)
                 log.write("val", done, last_val)
             if done % cfg.ckpt_every == 0 and done != end:
@@ -408,10 +399,10 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     meta["train_seconds"] = seconds
     checkpoint(step)
     log.close()
-    summary = {"run_dir": str(run_dir), "step": step, "steps": cfg.steps,
-               "finished": step >= cfg.steps, "seconds": seconds, "parameters": params,
+    summary = {"run_dir": str(run_dir), "step": step, "steps": steps,
+               "finished": step >= steps, "seconds": seconds, "parameters": params,
                "val": last_val}
-    if dist_ctx.main and step >= cfg.steps:
+    if dist_ctx.main and step >= steps:
         from lewm.plots import plot_training
 
         plot_training(run_dir / "metrics.jsonl", run_dir / "curves.png")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from tqdm import tqdm
 
-from lewm.data.hdf5 import EpisodeWriter
+from lewm.data.hdf5 import COMPRESSIONS, EpisodeWriter
 from lewm.envs import WORLDS, make_env
 from lewm.envs.policies import DEFAULT_POLICY, make_policy
 from lewm.errors import LewmError
@@ -37,6 +37,9 @@ class CollectConfig:
     """seed of the whole collection"""
     num_envs: int = 8
     """environments stepped side by side"""
+    compression: str = "none"
+    """image compression: none, lzf, gzip or blosc (Blosc lz4, as the authors' datasets;
+    readable with hdf5plugin, the `authors` extra)"""
 
     def __post_init__(self):
         if self.world not in WORLDS:
@@ -47,6 +50,9 @@ class CollectConfig:
                 raise LewmError(f"{flag} must be >= 1, got {getattr(self, name)}")
         if self.size < 16:
             raise LewmError(f"--size must be >= 16, got {self.size}")
+        if self.compression not in COMPRESSIONS:
+            raise LewmError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got "
+                            f"{self.compression!r}")
         if self.noise_std is not None and not self.noise_std >= 0:
             raise LewmError(f"--noise-std must be >= 0, got {self.noise_std}")
 
@@ -121,7 +127,7 @@ def _collect(cfg: CollectConfig, envs, policies, out, force: bool, progress: boo
         mininterval=0.5,
     )
     solved = []
-    with EpisodeWriter(out, attrs, force=force) as writer:
+    with EpisodeWriter(out, attrs, force=force, compression=cfg.compression) as writer:
         for first in range(0, cfg.episodes, len(envs)):
             indices = list(range(first, min(first + len(envs), cfg.episodes)))
             episodes, group_solved = rollout_group(envs, policies, indices, cfg,

@@ -20,6 +20,30 @@ from lewm.io import check_output
 
 REQUIRED = ("pixels", "action", "ep_len", "ep_offset")
 INDEX = ("ep_len", "ep_offset")
+COMPRESSIONS = ("none", "lzf", "gzip", "blosc")
+# HDF5 filter ids of the compressors the authors' files use (hdf5plugin registers them).
+PLUGIN_FILTERS = {32001: "blosc", 32026: "blosc2", 32004: "lz4", 32015: "zstd",
+                  307: "bzip2"}
+
+
+def compression_args(name: str) -> dict:
+    """h5py create_dataset keywords of a compression name (images and other >= 2-D columns)."""
+    if name == "none":
+        return {}
+    if name in ("lzf", "gzip"):
+        return {"compression": name}
+    if name == "blosc":  # the authors' setting: Blosc with lz4, level 5, byte shuffle
+        hdf5plugin = _hdf5plugin(f"--compression {name}")
+        return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    raise LewmError(f"unknown compression {name!r} (choose from {', '.join(COMPRESSIONS)})")
+
+
+def _hdf5plugin(what: str):
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise LewmError(f"{what} needs hdf5plugin: pip install 'lewm[authors]'") from None
+    return hdf5plugin
 
 
 class EpisodeWriter:
@@ -29,7 +53,9 @@ class EpisodeWriter:
     without error; on error the temporary file is removed and `path` is untouched.
     """
 
-    def __init__(self, path, attrs: dict, force: bool = False, chunk_rows: int = 16):
+    def __init__(self, path, attrs: dict, force: bool = False, chunk_rows: int = 16,
+                 compression: str = "none"):
+        self.compress = compression_args(compression)
         self.path = check_output(path, force)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self.attrs = attrs
@@ -53,6 +79,7 @@ class EpisodeWriter:
                     maxshape=(None, *value.shape[1:]),
                     dtype=value.dtype,
                     chunks=(self.chunk_rows, *value.shape[1:]),
+                    **(self.compress if value.ndim >= 3 else {}),  # per-step arrays, not scalars
                 )
             ds = self.file[name]
             ds.resize(self.rows + n, axis=0)
@@ -100,6 +127,7 @@ def open_episodes(path, columns=("pixels", "action")) -> h5py.File:
     except OSError:
         raise LewmError(f"{path}: cannot be opened (truncated or partially written?)") from None
     try:
+        _check_filters(path, f)
         _validate(path, f, tuple(dict.fromkeys((*REQUIRED, *columns))))
     except LewmError:
         f.close()
@@ -108,6 +136,26 @@ def open_episodes(path, columns=("pixels", "action")) -> h5py.File:
         f.close()
         raise LewmError(f"{path}: cannot be read (truncated or corrupt?): {e}") from None
     return f
+
+
+def _check_filters(path, f: h5py.File) -> None:
+    """Every column's compression filter can be decoded here; the authors' files compress
+    images with Blosc, which h5py reads once hdf5plugin has registered it."""
+    for name, ds in f.items():
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if h5py.h5z.filter_avail(code):
+                continue
+            label = PLUGIN_FILTERS.get(code, f"filter {code}")
+            if code in PLUGIN_FILTERS:
+                _hdf5plugin(f"{path}: column {name!r} is compressed with {label}, which")
+                if h5py.h5z.filter_avail(code):
+                    continue
+            raise LewmError(f"{path}: column {name!r} uses HDF5 {label}, which this "
+                            "installation cannot decode")
 
 
 def _validate(path, f: h5py.File, required) -> None:

@@ -41,6 +41,9 @@ class ModelConfig:
     """action encoder: MLP hidden size"""
     history: int = 3
     """frames of context the predictor sees (its temporal position embeddings)"""
+    pred_pos_init: str = "normal"
+    """init of the predictor's temporal position embeddings: 'normal' N(0, 1), the authors'
+    (torch.randn), or 'small' truncated N(0, 0.02^2), as for the ViT's"""
     pred_depth: int = 6
     """predictor blocks"""
     pred_heads: int = 16
@@ -55,6 +58,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.encoder not in ("vit", "conv"):
             raise LewmError(f"model.encoder must be 'vit' or 'conv', got {self.encoder!r}")
+        if self.pred_pos_init not in ("normal", "small"):
+            raise LewmError(f"model.pred_pos_init must be 'normal' or 'small', got "
+                            f"{self.pred_pos_init!r}")
         if self.encoder == "vit" and self.image_size % self.patch_size:
             raise LewmError(
                 f"model.image_size {self.image_size} is not a multiple of model.patch_size "

@@ -80,7 +80,10 @@ class Predictor(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.pos = nn.Parameter(torch.zeros(1, cfg.history, cfg.embed_dim))
-        nn.init.trunc_normal_(self.pos, std=0.02)
+        if cfg.pred_pos_init == "normal":
+            nn.init.normal_(self.pos)  # the authors' torch.randn
+        else:
+            nn.init.trunc_normal_(self.pos, std=0.02)
         self.blocks = nn.ModuleList(AdaLNBlock(cfg) for _ in range(cfg.pred_depth))
         self.norm = nn.LayerNorm(cfg.embed_dim)
 

@@ -28,6 +28,14 @@ class CEMConfig:
     """floor on the std after each refit"""
     warm_start: bool = False
     """start from the previous plan's tail (shifted by the executed blocks) instead of zeros"""
+    unbiased_std: bool = True
+    """refit the std with Bessel's correction (n - 1), as the authors do; False: divide by n"""
+    clip: bool = False
+    """clip candidates to the (z-scored) action box before the model sees them; the authors
+    do not, so the model may be asked about actions the env would clip"""
+    context: int = 1
+    """frames of context at each re-plan: 1, the current frame only, as in the authors'
+    evaluation; up to the model's history, with the blocks executed between them"""
 
     def __post_init__(self):
         for name in ("samples", "elites", "iterations"):
@@ -37,6 +45,8 @@ class CEMConfig:
             raise LewmError(f"planning horizon must be >= 1, got {self.horizon}")
         if self.elites > self.samples:
             raise LewmError(f"CEM elites ({self.elites}) cannot exceed samples ({self.samples})")
+        if self.context < 1:
+            raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
         if not self.init_std > 0 or self.min_std < 0:
             raise LewmError(f"CEM init_std must be > 0 and min_std >= 0, got {self.init_std}, "
                             f"{self.min_std}")
@@ -51,9 +61,9 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: in
     cost: maps candidates (batch, samples, horizon, action_dim) to costs (batch, samples); it
         is called once per iteration with every problem's candidates.
     init_mean: (batch, horizon, action_dim) starting mean (zeros when None).
-    low, high: (action_dim,) bounds the candidates are clipped to (e.g. the z-scored image
-        of the environment's action box), so the model is never asked about actions it
-        cannot have seen.
+    low, high: (action_dim,) bounds the candidates are clipped to when `cfg.clip` (e.g. the
+        z-scored image of the environment's action box), so the model is never asked about
+        actions it cannot have seen.
     Returns (plan (batch, horizon, action_dim): the final mean; cost of the best candidate of
     the last iteration (batch,)).
     """
@@ -65,12 +75,12 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: in
         cand = mean.unsqueeze(1) + std.unsqueeze(1) * noise.to(device)  # (batch, S, H, a)
         # The current mean is always a candidate, so the plan never gets worse by resampling.
         cand[:, 0] = mean
-        if low is not None:
+        if cfg.clip and low is not None:
             cand = torch.maximum(torch.minimum(cand, high), low)
         costs = cost(cand)  # (batch, S)
         best, idx = costs.topk(cfg.elites, dim=1, largest=False)  # (batch, E)
         pick = idx[:, :, None, None].expand(-1, -1, *shape[1:])
         elites = cand.gather(1, pick)  # (batch, E, H, a)
         mean = elites.mean(1)
-        std = elites.std(1, unbiased=False).clamp_min(cfg.min_std)
+        std = elites.std(1, unbiased=cfg.unbiased_std).clamp_min(cfg.min_std)
     return mean, best[:, 0]

@@ -83,11 +83,12 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
 
     The plan is `horizon` action blocks; the first `replan` blocks (default: all) are executed
     `frameskip` raw steps at a time, then the episode is re-planned from its new frame with
-    the last `history` frames as context. Returns per-episode logs and the wall-clock
-    seconds of each CEM call with the number of episodes it planned, [(seconds, b), ...].
+    the last `cem_cfg.context` frames (at most the model's history) as context. Returns
+    per-episode logs and the wall-clock seconds of each CEM call with the number of episodes
+    it planned, [(seconds, b), ...].
     """
     B, device = len(envs), model.device
-    fs, hist = model.cfg.frameskip, model.cfg.history
+    fs, hist = model.cfg.frameskip, min(cem_cfg.context, model.cfg.history)
     replan = replan or cem_cfg.horizon
     scaler = ActionScaler(model.stats, fs, envs[0].action_space)
     low, high = scaler.low_z.to(device), scaler.high_z.to(device)
