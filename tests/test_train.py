@@ -133,9 +133,36 @@ def test_torchrun_two_processes(tworoom_file, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
          "--nproc_per_node", "2", "-m", "lewm.cli", "train", "--preset", "tiny", "--data",
          str(tworoom_file), "--out", str(out), "--set", "steps=4", "--set", "threads=1",
-         "--quiet"],
+         "--set", "val_every=2", "--quiet"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "checkpoint" / "config.json").read_text())["step"] == 4
-    assert lewm.load(out) is not None
+    model = lewm.load(out)
+    # Validation ran once per validation step, on one rank, over the validation clips alone
+    # (not a batch duplicated across ranks, which would double SIGReg).
+    vals = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+            if r.get("split") == "val"]
+    assert [r["step"] for r in vals] == [2, 4]
+    from contextlib import nullcontext
+
+    from lewm.presets import from_dict
+    from lewm.train import load_run_data, validate
+
+    cfg = from_dict(json.loads((out / "checkpoint" / "config.json").read_text())["train"])
+    again = validate(model, load_run_data(cfg, tworoom_file).val, cfg, "cpu", nullcontext)
+    assert again["sigreg"] == pytest.approx(vals[-1]["sigreg"], rel=1e-4)
+
+
+def test_epochs_set_the_steps_from_the_clips_served(tworoom_file, tmp_path):
+    import math
+
+    from lewm.presets import PRESETS, total_steps
+    from lewm.train import load_run_data
+
+    cfg = override(get_preset("tiny"), ["epochs=0.5"])
+    clips = len(load_run_data(cfg, tworoom_file).train)
+    assert total_steps(cfg, clips) == math.ceil(0.5 * clips / cfg.batch_size)
+    summary = train(cfg, tworoom_file, tmp_path / "run", progress=False)
+    assert summary["steps"] == summary["step"] == math.ceil(0.5 * clips / cfg.batch_size)
+    assert all(PRESETS[p].epochs == 10 for p in PRESETS if p.endswith("paper"))
