@@ -140,3 +140,17 @@ def test_noisy_expert_reaches_the_goal_without_noise():
                 successes += 1
                 break
     assert successes == 20
+
+
+def test_frames_are_drawn_as_the_authors_draw_them():
+    """At 224 px the frame is the authors' (docs/parity.md): pixel i at coordinate i, 4 px
+    border lines across the whole image, the wall in columns 107-117 down every row but the
+    door (rows 35-63), and the dot's nearest pixel pure red."""
+    img = make_env("tworoom", 224).render_state(np.array([60.0, 150.0]))
+    black = (img == 0).all(-1)
+    assert black[:, 10:14].all() and black[10:14, :].all() and not black[20, 14]
+    assert black[:, 210:214].all() and black[210:214, :].all() and not black[20, 209]
+    wall = black[:, 107:118]
+    assert wall[:35].all() and wall[64:].all() and not wall[35:64].any()
+    assert not black[100, 106] and not black[100, 118]
+    assert tuple(img[150, 60]) == (255, 0, 0)

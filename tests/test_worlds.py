@@ -297,3 +297,21 @@ def test_simplified_cube_meshes_leave_the_physics_alone():
     assert coarse[0] < fine[0] / 4
     np.testing.assert_array_equal(coarse[2], fine[2])
     assert np.abs(coarse[1] - fine[1]).mean() < 1.0
+
+
+def test_pusht_frames_are_drawn_as_the_authors_draw_them():
+    """Push-T at 224 px as the authors' renderer draws it (docs/parity.md): light-grey walls
+    3-8 canvas px from the edge, the block light inside with a darker outline, the agent a
+    RoyalBlue ring around a lighter disc."""
+    pytest.importorskip("pymunk")
+    from lewm.envs.pusht import AGENT_RGB, BLOCK_RGB, WALL_RGB, light
+
+    env = make_env("pusht", 224)
+    img = env.render_state(np.array([100.0, 100.0, 300.0, 300.0, 0.0, 0.0, 0.0]))
+    px = lambda x, y: tuple(int(v) for v in img[round(y * 224 / 512), round(x * 224 / 512)])
+    assert px(5, 256) == tuple(WALL_RGB.astype(int)) == px(256, 506)
+    assert px(256, 256) == (255, 255, 255)
+    assert px(300, 315) == tuple(light(BLOCK_RGB).astype(int))  # inside the bar
+    edge = np.array(px(300, 300))  # on the bar's outer edge: the outline, blurred by shrinking
+    assert (edge < light(BLOCK_RGB)).all() and (edge >= BLOCK_RGB).all()
+    assert px(100, 100) == tuple(light(AGENT_RGB).astype(int))

@@ -93,68 +93,117 @@ def cog_world(pose) -> np.ndarray:
     return to_world(COG, pose)
 
 
-class PushTRenderer:
-    """Draws states at one image size; supersampled coverage gives anti-aliased edges."""
+def light(rgb: np.ndarray) -> np.ndarray:
+    """The lighter fill the authors' renderer puts inside an outlined shape (pymunk's debug
+    draw: 1.2 x the outline colour)."""
+    return np.round(np.minimum(1.2 * np.asarray(rgb, np.float64), 255.0)).astype(np.float32)
 
-    def __init__(self, size: int):
+
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a bilinear resize without a low-pass prefilter (OpenCV's
+    INTER_LINEAR, which the authors shrink their 512 px frames with)."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+class PushTRenderer:
+    """Draws states as the authors' Push-T does, so that their checkpoints see the images they
+    were trained on: on the 512 px canvas without anti-aliasing (pixel i at coordinate i),
+    the block as two light-filled rectangles outlined ~5 px in its colour (with the seam
+    where bar meets stem), the agent as a disc with a lighter inner disc of radius 11, the
+    walls drawn over both, and optionally the authors' fixed light-green goal T; then shrunk
+    to 224 px bilinearly without prefiltering, and other sizes resized from 224 with PIL's
+    bilinear filter, as the authors' pipeline does."""
+
+    GOAL_POSE = (256.0, 256.0, math.pi / 4)
+    GOAL_RGB = np.array([144, 238, 144], np.float32)  # LightGreen
+
+    def __init__(self, size: int, draw_goal: bool = False):
         self.size = size
-        self.ss = max(1, math.ceil(256 / size))  # samples per pixel side
-        n = size * self.ss
-        c = (np.arange(n) + 0.5) * (CANVAS / n)  # sample centres in canvas units
-        self.xs, self.ys = np.meshgrid(c, c)  # (n, n): rows = y, columns = x
-        wall = np.zeros((n, n), dtype=bool)
-        for lo, hi in ((WALL - 2, WALL + 2), (CANVAS - WALL - 8, CANVAS - WALL - 4)):
-            wall |= (self.xs >= lo) & (self.xs <= hi)
-            wall |= (self.ys >= lo) & (self.ys <= hi)
-        cover = self._pool(wall.astype(np.float32))[..., None]  # (S, S, 1)
-        self.background = FLOOR_RGB + cover * (WALL_RGB - FLOOR_RGB)  # (S, S, 3)
+        n = int(CANVAS)
+        c = np.arange(n, dtype=np.float64)
+        self.xs, self.ys = np.meshgrid(c, c)  # (512, 512): rows = y, columns = x
+        along = (c >= 3) & (c <= 508)
+        across = ((c >= 3) & (c <= 7)) | ((c >= 504) & (c <= 508))
+        self.wall = (across[None, :] & along[:, None]) | (across[:, None] & along[None, :])
+        self.floor = np.broadcast_to(FLOOR_RGB.astype(np.uint8), (n, n, 3)).copy()
+        if draw_goal:
+            self._fill_t(self.floor, self.GOAL_POSE, self.GOAL_RGB, outline=None)
+        self.floor[self.wall] = WALL_RGB
+        self.taps = _bilinear_taps(n, 224)
+        every = np.arange(224)
+        self.floor224 = self._shrink(self.floor, every, every)  # (224, 224, 3) the static part
         self.block_rgb = BLOCK_RGB.copy()  # changed only by the surprise study's colour event
         self.agent_rgb = AGENT_RGB.copy()
 
-    def _pool(self, mask: np.ndarray) -> np.ndarray:
-        k = self.ss
-        h, w = mask.shape[0] // k, mask.shape[1] // k
-        return mask.reshape(h, k, w, k).mean(axis=(1, 3))
-
     def _window(self, lo, hi) -> tuple[slice, slice]:
-        """The pixel rows and columns that a canvas box [lo, hi] (x, y) touches."""
-        px = CANVAS / self.size
-        x0, y0 = (max(0, int(v // px)) for v in lo)
-        x1, y1 = (min(self.size, int(v // px) + 1) for v in hi)
+        n = int(CANVAS)
+        x0, y0 = (min(n, max(0, int(math.floor(v)) - 3)) for v in lo)
+        x1, y1 = (min(n, max(0, int(math.ceil(v)) + 4)) for v in hi)
         return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
-    def _paint(self, img, rgb, window, inside) -> None:
-        """Blend `rgb` into `img` over `window` by the coverage of `inside(xs, ys)`; only the
-        samples of the window are evaluated (a shape covers a few % of the canvas)."""
-        rows, cols = window
-        if rows.start == rows.stop or cols.start == cols.stop:
-            return
-        k = self.ss
-        xs = self.xs[rows.start * k:rows.stop * k, cols.start * k:cols.stop * k]
-        ys = self.ys[rows.start * k:rows.stop * k, cols.start * k:cols.stop * k]
-        cover = self._pool(inside(xs, ys).astype(np.float32))[..., None]
-        img[rows, cols] += cover * (rgb - img[rows, cols])
+    def _fill_t(self, img, pose, rgb, outline) -> tuple[slice, slice]:
+        """The T at `pose`: each rectangle filled with `rgb`, then (when `outline` is given)
+        every edge of both rectangles drawn 2.5 px either side in `outline`. Returns the
+        window of canvas pixels it drew in."""
+        corners = to_world(OUTLINE, pose)
+        rows, cols = self._window(corners.min(0), corners.max(0))
+        xs, ys = self.xs[rows, cols], self.ys[rows, cols]
+        c, s = math.cos(pose[2]), math.sin(pose[2])
+        dx, dy = xs - pose[0], ys - pose[1]
+        lx, ly = c * dx + s * dy, -s * dx + c * dy  # pixel positions in the block frame
+        inside = ((np.abs(lx) <= 60) & (ly >= 0) & (ly <= 30)) | (
+            (np.abs(lx) <= 15) & (ly >= 30) & (ly <= 120))
+        patch = img[rows, cols]
+        patch[inside] = rgb
+        if outline is not None:  # within 2.5 px of a rectangle's boundary (square corners)
+            near = np.zeros_like(inside)
+            for (x0, y0), _, (x1, y1), _ in (BAR, STEM):
+                outer = (lx >= x0 - 2.5) & (lx <= x1 + 2.5) & (ly >= y0 - 2.5) & (ly <= y1 + 2.5)
+                inner = (lx > x0 + 2.5) & (lx < x1 - 2.5) & (ly > y0 + 2.5) & (ly < y1 - 2.5)
+                near |= outer & ~inner
+            patch[near] = outline
+        return rows, cols
 
     def render(self, state) -> np.ndarray:
         """An image (S, S, 3) uint8 of a state (7,)."""
+        img = self.floor.copy()  # (512, 512, 3) uint8, walls included
         pose = (float(state[2]), float(state[3]), float(state[4]))
-        c, s = math.cos(pose[2]), math.sin(pose[2])
+        windows = [self._fill_t(img, pose, light(self.block_rgb), outline=self.block_rgb)]
+        cx, cy = round(float(state[0])), round(float(state[1]))  # integer centre, as drawn
+        rows, cols = self._window((cx - AGENT_RADIUS, cy - AGENT_RADIUS),
+                                  (cx + AGENT_RADIUS, cy + AGENT_RADIUS))
+        d2 = (self.xs[rows, cols] + 0.5 - cx) ** 2 + (self.ys[rows, cols] + 0.5 - cy) ** 2
+        patch = img[rows, cols]
+        patch[d2 < AGENT_RADIUS**2] = self.agent_rgb
+        patch[d2 < (AGENT_RADIUS - 4) ** 2] = light(self.agent_rgb)
+        windows.append((rows, cols))
+        out = self.floor224.copy()
+        for rows, cols in windows:  # only the output pixels whose taps the bodies touched
+            img[rows, cols][self.wall[rows, cols]] = WALL_RGB  # walls are drawn over bodies
+            J, K = self._touched(rows), self._touched(cols)
+            out[np.ix_(J, K)] = self._shrink(img, J, K)
+        if self.size == 224:
+            return out
+        from PIL import Image
 
-        def block(xs, ys):
-            dx, dy = xs - pose[0], ys - pose[1]
-            lx, ly = c * dx + s * dy, -s * dx + c * dy  # sample points in the block frame
-            return ((np.abs(lx) <= 60) & (ly >= 0) & (ly <= 30)) | (
-                (np.abs(lx) <= 15) & (ly >= 30) & (ly <= 120))
+        return np.asarray(Image.fromarray(out).resize((self.size, self.size), Image.BILINEAR))
 
-        def agent(xs, ys):
-            return (xs - state[0]) ** 2 + (ys - state[1]) ** 2 <= AGENT_RADIUS**2
+    def _touched(self, span: slice) -> np.ndarray:
+        """Output indices (224 px) whose bilinear taps fall in a span of canvas pixels."""
+        i0, i1, _ = self.taps
+        return np.flatnonzero(((i0 >= span.start) & (i0 < span.stop))
+                              | ((i1 >= span.start) & (i1 < span.stop)))
 
-        img = self.background.copy()
-        corners = to_world(OUTLINE, pose)
-        self._paint(img, self.block_rgb, self._window(corners.min(0), corners.max(0)), block)
-        r = np.array([AGENT_RADIUS, AGENT_RADIUS])
-        self._paint(img, self.agent_rgb, self._window(state[:2] - r, state[:2] + r), agent)
-        return (img + 0.5).astype(np.uint8)
+    def _shrink(self, img: np.ndarray, J: np.ndarray, K: np.ndarray) -> np.ndarray:
+        """Output pixels (J x K) of the 512 -> 224 bilinear shrink of `img`, uint8."""
+        i0, i1, w = self.taps
+        a, b = img[i0[J]].astype(np.float32), img[i1[J]].astype(np.float32)
+        rows = a * (1 - w[J])[:, None, None] + b * w[J][:, None, None]  # (J, 512, 3)
+        out = rows[:, i0[K]] * (1 - w[K])[None, :, None] + rows[:, i1[K]] * w[K][None, :, None]
+        return np.round(out).astype(np.uint8)
 
 
 class PushTSim:

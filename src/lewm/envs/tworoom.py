@@ -1,7 +1,7 @@
 """Two-Room: a point agent in two rooms joined by a door (pure numpy, DESIGN.md §2).
 
-All geometry is in units of a 224 px canvas and scaled to the render size. The agent
-is a red Gaussian dot; each step moves it by clip(a, -1, 1) * 5, clamped to the
+All geometry is in units of a 224 px canvas; frames are drawn on it as the authors draw them
+and resized to the render size. The agent is a red Gaussian dot; each step moves it by clip(a, -1, 1) * 5, clamped to the
 room, and a move into the wall outside the door stops at the wall.
 """
 
@@ -66,33 +66,44 @@ def sample_free(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 class TwoRoomRenderer:
-    """Renders agent positions at one image size; the static background is drawn once."""
+    """Renders agent positions as the authors' Two-Room does, so that their checkpoints see
+    the images they were trained on: on the 224 px canvas with pixel i at coordinate i, the
+    4 px border lines and the wall running across the whole image (wall columns 107-117 and
+    door rows 35-63, both inclusive), and a red Gaussian dot scaled so its nearest pixel is
+    fully red, blended over everything and truncated to uint8. Other sizes are the 224 px
+    frame resized with bilinear filtering (PIL), as the authors' pipeline resizes."""
 
     def __init__(self, size: int):
         self.size = size
-        scale = size / CANVAS
-        # Pixel centres in canvas units.
-        self.coords = ((np.arange(size) + 0.5) / scale).astype(np.float32)  # (S,)
+        S = int(CANVAS)
+        self.coords = np.arange(S, dtype=np.float32)  # (224,) pixel i sits at coordinate i
         c = self.coords
-        black = np.zeros((size, size), dtype=bool)
-        line = lambda lo, hi: (c >= lo) & (c <= hi)
-        frame_span = line(BORDER[0], CANVAS - BORDER[0])
-        for lo, hi in (BORDER, (CANVAS - BORDER[1], CANVAS - BORDER[0])):
-            black |= line(lo, hi)[None, :] & frame_span[:, None]  # vertical lines (columns)
-            black |= line(lo, hi)[:, None] & frame_span[None, :]  # horizontal lines (rows)
-        wall_rows = line(BORDER[1], CANVAS - BORDER[1]) & ~line(*DOOR_Y)
-        black |= wall_rows[:, None] & line(*WALL_X)[None, :]
-        self.background = np.where(black[..., None], 0.0, 1.0).astype(np.float32)  # (S, S, 3)
+        lines = np.zeros(S, dtype=bool)  # the four border lines, each 4 px
+        for lo in (BORDER[0], CANVAS - BORDER[1]):
+            lines |= (c >= lo) & (c < lo + BORDER[1] - BORDER[0])
+        wall = (c >= WALL_X[0]) & (c <= WALL_X[1])
+        door = (c >= DOOR_Y[0]) & (c <= DOOR_Y[1])
+        black = lines[None, :] | lines[:, None] | (wall[None, :] & ~door[:, None])  # (y, x)
+        self.background = np.where(black[..., None], 0.0, 255.0).astype(np.float32)
         self.agent_rgb = AGENT_RGB.copy()  # changed only by the surprise test's colour event
 
     def render(self, pos: np.ndarray) -> np.ndarray:
         """Images (N, S, S, 3) uint8 for positions (N, 2) given as (x, y)."""
         pos = np.asarray(pos, dtype=np.float32).reshape(-1, 2)
-        gx = np.exp(-((self.coords[None, :] - pos[:, :1]) ** 2) / (2 * SIGMA**2))  # (N, S)
-        gy = np.exp(-((self.coords[None, :] - pos[:, 1:]) ** 2) / (2 * SIGMA**2))  # (N, S)
-        w = gy[:, :, None, None] * gx[:, None, :, None]  # (N, S, S, 1) rows = y, cols = x
-        img = self.background + w * (self.agent_rgb - self.background)  # (N, S, S, 3)
-        return (img * 255.0 + 0.5).astype(np.uint8)
+        gx = np.exp(-((self.coords[None, :] - pos[:, :1]) ** 2) / (2 * SIGMA**2))  # (N, 224)
+        gy = np.exp(-((self.coords[None, :] - pos[:, 1:]) ** 2) / (2 * SIGMA**2))  # (N, 224)
+        gx /= gx.max(1, keepdims=True)  # peak 1 at the nearest pixel
+        gy /= gy.max(1, keepdims=True)
+        a = gy[:, :, None, None] * gx[:, None, :, None]  # (N, 224, 224, 1) rows = y, cols = x
+        img = self.background * (1 - a) + (255.0 * self.agent_rgb) * a
+        img = img.astype(np.uint8)  # truncation, as the authors' .to(torch.uint8)
+        if self.size == int(CANVAS):
+            return img
+        from PIL import Image
+
+        size = (self.size, self.size)
+        return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR))
+                         for f in img])
 
 
 class TwoRoomEnv(PixelWorld):
