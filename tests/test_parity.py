@@ -80,6 +80,10 @@ def test_import_an_authors_checkpoint(pair, layout, tmp_path, tworoom_file):
     with torch.no_grad():
         ours = model.encode(pixels)
     assert (ours - peer_embeddings(theirs, pixels)).abs().max() <= TOL
+    if layout == "4":  # the imported run plans with lewm's protocol like any other
+        run_cli("eval", tmp_path / "run", "--episodes", "2", "--samples", "8", "--elites", "2",
+                "--iterations", "1", "--gifs", "0", "--offset", "10", "--budget", "10")
+        assert (tmp_path / "run" / "eval.json").exists()
     again = run_cli("import", src, "--data", tworoom_file, "--out", tmp_path / "run",
                     check=False)
     assert again.returncode == 2 and "already exists" in again.stderr

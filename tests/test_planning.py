@@ -145,6 +145,12 @@ def test_evaluation_is_deterministic(tiny_run):
                 "episodes", "plan_ms_mean", "plan_ms_p95", "wall_s", "config", "version"):
         assert key in a
     assert (tiny_run / "a.png").exists() and (tiny_run / "a_episode00.gif").exists()
+    todo = [e for e in a["episodes"] if not e["solved_at_start"]]
+    u = a["unsolved_at_start"]
+    assert u["episodes"] == len(todo)
+    if todo:
+        assert u["success_rate"] == np.mean([e["success"] for e in todo])
+        assert u["random_success_rate"] == np.mean([e["random_success"] for e in todo])
 
 
 def test_eval_cli_and_its_errors(tiny_run, tmp_path):

@@ -104,6 +104,11 @@ def cmd_eval(args) -> None:
           f"{100 * r['random_success_rate']:.0f}%, solved at start "
           f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode; "
           f"{r['wall_s']:.0f} s")
+    u = r["unsolved_at_start"]
+    if u["episodes"] and u["episodes"] < r["episodes_evaluated"]:
+        print(f"  of the {u['episodes']} episodes not solved at the start: success "
+              f"{100 * u['success_rate']:.0f}%, random policy "
+              f"{100 * u['random_success_rate']:.0f}%")
     print(f"wrote {Path(args.run_dir) / 'eval.json'}")
 
 

@@ -1,8 +1,9 @@
 """Two-Room: a point agent in two rooms joined by a door (pure numpy, DESIGN.md §2).
 
-All geometry is in units of a 224 px canvas; frames are drawn on it as the authors draw them
-and resized to the render size. The agent is a red Gaussian dot; each step moves it by clip(a, -1, 1) * 5, clamped to the
-room, and a move into the wall outside the door stops at the wall.
+All geometry is in units of a 224 px canvas; frames are drawn on it as the authors draw
+them and resized to the render size. The agent is a red Gaussian dot; each step moves it by
+clip(a, -1, 1) * 5, clamped to the room, and a move into the wall outside the door stops at
+the wall.
 """
 
 from __future__ import annotations
