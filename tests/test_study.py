@@ -11,7 +11,7 @@ from lewm.errors import LewmError
 from lewm.losses import vicreg_terms
 from lewm.presets import get_preset, override
 from lewm.probe import pearson, ridge
-from lewm.surprise import auroc, paired_t_test, student_t_sf2
+from lewm.surprise import auroc, paired_t_test
 from lewm.train import train
 
 
@@ -34,8 +34,15 @@ def test_ridge_recovers_a_linear_map():
 
 
 def test_statistics():
-    assert student_t_sf2(2.0, 10) == pytest.approx(0.07339, abs=1e-4)
-    assert student_t_sf2(12.706, 1) == pytest.approx(0.05, abs=1e-4)
+    # Paired differences with mean 1 and sd 1, n = 11: t = sqrt(11), dof 10, two-sided
+    # p = 0.0077917 (the t distribution's tail, as the hand-written incomplete beta that
+    # scipy replaced also gave, to 1e-17); and the t table's 5 % point for dof 1, 12.706.
+    d = np.array([-1.5, -1, -0.5, 0, 0.5, 1, 1.5, 0, 0, 0, 0])
+    d = 1 + (d - d.mean()) / d.std(ddof=1)
+    t, p = paired_t_test(d, np.zeros(11))
+    assert t == pytest.approx(np.sqrt(11), rel=1e-9) and p == pytest.approx(0.0077917, abs=1e-7)
+    x = 1 / 12.706
+    assert paired_t_test(np.array([1 + x, 1 - x]), np.zeros(2))[1] == pytest.approx(0.05, abs=1e-5)
     rng = np.random.default_rng(0)
     base = rng.normal(size=40)
     t, p = paired_t_test(base + 1.0 + 0.1 * rng.normal(size=40), base)

@@ -166,3 +166,18 @@ def test_epochs_set_the_steps_from_the_clips_served(tworoom_file, tmp_path):
     summary = train(cfg, tworoom_file, tmp_path / "run", progress=False)
     assert summary["steps"] == summary["step"] == math.ceil(0.5 * clips / cfg.batch_size)
     assert all(PRESETS[p].epochs == 10 for p in PRESETS if p.endswith("paper"))
+
+
+def test_loading_needs_the_model_code_alone(tmp_path, tworoom_file):
+    """`lewm.load` imports neither the environments nor the data code: a checkpoint of a
+    world whose extra is not installed still loads."""
+    import subprocess
+    import sys
+
+    train(get_preset("tiny"), tworoom_file, tmp_path / "run", progress=False)
+    code = ("import sys, lewm; lewm.load(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('lewm.envs', 'lewm.data', "
+            "'lewm.presets', 'gymnasium'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from lewm import __version__
 from lewm.errors import LewmError
-from lewm.model import LeWM
+from lewm.model import LeWM, ModelConfig
 
 FORMAT = 1
 FILES = ("config.json", "model.safetensors", "stats.json")
@@ -77,13 +77,15 @@ def read_meta(path) -> dict:
 
 
 def load_model(path, device="cpu") -> LeWM:
-    """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` set."""
-    from lewm.presets import from_dict
-
+    """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` and
+    `model.meta` (the checkpoint's config.json) set. Needs the model code alone: a checkpoint
+    of a world whose extra is not installed still loads."""
     ckpt = find_checkpoint(path)
     meta = read_meta(ckpt)
-    cfg = from_dict(meta["train"])
-    model = LeWM(cfg.model)
+    train = meta.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("model"), dict):
+        raise LewmError(f"{ckpt / 'config.json'}: has no train.model section")
+    model = LeWM(ModelConfig.from_dict(train["model"]))
     try:
         state = load_file(ckpt / "model.safetensors")
     except Exception as e:  # safetensors raises its own error types for corrupt files
@@ -99,6 +101,5 @@ def load_model(path, device="cpu") -> LeWM:
             f"{unexpected[:3]}); was it written by another version of lewm?"
         )
     model.stats = json.loads((ckpt / "stats.json").read_text())
-    model.train_config = cfg
     model.meta = meta
     return model.to(device).eval()

@@ -125,7 +125,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     check_output(out, force)
     model = load_model(run_dir, device=resolve_device(device))
     meta = model.meta
-    world = meta["data"].get("world", model.train_config.world)
+    world = meta["data"].get("world", model.meta["train"]["world"])
     size = int(meta["data"]["image_size"])
     env = make_env(world, size)
     action_dim = env.action_space.shape[0]

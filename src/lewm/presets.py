@@ -251,9 +251,8 @@ def to_dict(cfg) -> dict:
 def from_dict(d: dict) -> TrainConfig:
     """Rebuild a TrainConfig from `to_dict` output; unknown fields are an error."""
     d = dict(d)
-    model = d.pop("model", {})
+    model = ModelConfig.from_dict(d.pop("model", {}))
     try:
-        model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
         return TrainConfig(model=model, **d)
     except TypeError as e:
         raise LewmError(f"config does not match this version of lewm: {e}") from None

@@ -105,7 +105,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     check_output(out, force)
     model = load_model(run_dir, device=resolve_device(device))
     meta = model.meta
-    world = meta["data"].get("world", model.train_config.world)
+    world = meta["data"].get("world", model.meta["train"]["world"])
     if world not in QUANTITIES:
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or meta["data"]["path"]

@@ -11,7 +11,6 @@ Surprise at frame t = ||predict(frames before t, actions) - encode(frame t)||^2.
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 
 import numpy as np
@@ -75,50 +74,27 @@ def surprise_curve(model, frames: np.ndarray, actions_z: np.ndarray) -> np.ndarr
     return out
 
 
+def _stats():
+    try:
+        from scipy import stats
+    except ImportError:
+        raise LewmError("the surprise study's statistics need scipy: "
+                        "pip install 'lewm[study]'") from None
+    return stats
+
+
 def paired_t_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Two-sided paired t-test of mean(x - y) = 0: (t, p)."""
-    d = x - y
-    n = len(d)
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(n) + 1e-300)
-    return float(t), float(student_t_sf2(abs(t), n - 1))
-
-
-def student_t_sf2(t: float, dof: int) -> float:
-    """P(|T| >= t) for Student's t with `dof` degrees of freedom: I_{dof/(dof+t^2)}(dof/2, 1/2)."""
-    return _betainc(dof / 2, 0.5, dof / (dof + t * t))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function by its continued fraction (Lentz's method)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - _betainc(b, a, 1 - x)
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log(1 - x))
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    f = d
-    for m in range(1, 500):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            f *= c * d
-        if abs(c * d - 1) < 1e-14:
-            break
-    return math.exp(log_front) * f / a
+    r = _stats().ttest_rel(x, y)
+    return float(r.statistic), float(r.pvalue)
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """Probability that a positive scores above a negative (ties count half)."""
-    pos, neg = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+    """Probability that a positive scores above a negative (ties count half): the
+    Mann-Whitney U statistic over the number of pairs."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    u = _stats().mannwhitneyu(pos, neg, alternative="two-sided").statistic
+    return float(u / (len(pos) * len(neg)))
 
 
 def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
@@ -131,7 +107,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     if trajectories < 2 or blocks < 4:
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
     model = load_model(run_dir, device=resolve_device(device))
-    world = model.meta["data"].get("world", model.train_config.world)
+    world = model.meta["data"].get("world", model.meta["train"]["world"])
     events(world)
     size, fs = int(model.meta["data"]["image_size"]), model.cfg.frameskip
     seeds = np.random.SeedSequence(seed).generate_state(trajectories)

@@ -82,3 +82,14 @@ class ModelConfig:
                 raise LewmError(f"model.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise LewmError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Rebuild from `dataclasses.asdict` output (JSON lists back to tuples); a field this
+        version does not know is an error."""
+        if not isinstance(d, dict):
+            raise LewmError(f"model config must be a JSON object, got {type(d).__name__}")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        except TypeError as e:
+            raise LewmError(f"model config does not match this version of lewm: {e}") from None
