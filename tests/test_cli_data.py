@@ -24,3 +24,34 @@ def test_random_policy(tmp_path):
             "random", "--out", out, "--quiet")
     with h5py.File(out) as f:
         assert f.attrs["policy"] == "random"
+
+
+def test_flags_come_from_the_configs():
+    """Every CEM and evaluation field is a `lewm eval` flag whose help is the field's
+    docstring, and a flag left out is the dataclass default: one place per default, which
+    `lewm demo` and `lewm ablate` (CEMConfig(), EvalConfig()) use too."""
+    import dataclasses
+
+    from lewm.cli import build_parser
+    from lewm.cliconfig import field_docs, from_flags
+    from lewm.data.collect import CollectConfig
+    from lewm.evaluate import EvalConfig
+    from lewm.planning.cem import CEMConfig
+    from lewm.presets import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["eval", "runs/x"])
+    assert from_flags(args, CEMConfig) == CEMConfig()
+    assert from_flags(args, EvalConfig) == EvalConfig()
+    eval_help = " ".join(run_cli("eval", "--help").stdout.split())
+    for cls in (CEMConfig, EvalConfig):
+        for f in dataclasses.fields(cls):
+            assert "--" + f.name.replace("_", "-") in eval_help
+            assert field_docs(cls)[f.name] in eval_help
+    args = parser.parse_args(["eval", "runs/x", "--horizon", "7", "--no-unbiased-std", "--clip"])
+    assert from_flags(args, CEMConfig) == CEMConfig(horizon=7, unbiased_std=False, clip=True)
+    args = parser.parse_args(["collect", "pusht", "--episodes", "3", "--out", "x.h5"])
+    base = CollectConfig("pusht", steps=77)
+    assert from_flags(args, CollectConfig, base) == CollectConfig("pusht", episodes=3, steps=77)
+    train_help = " ".join(run_cli("train", "--help").stdout.split())
+    assert "model.embed_dim = 192" in train_help and field_docs(TrainConfig)["lambd"] in train_help

@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 from lewm import __version__
+from lewm.cliconfig import add_flags, describe_fields, from_flags
 from lewm.errors import LewmError
 
 
 def cmd_collect(args) -> None:
-    import dataclasses
-
     from lewm.data.collect import CollectConfig, collect
 
     if args.preset:
@@ -27,10 +26,7 @@ def cmd_collect(args) -> None:
         base = CollectConfig(world=args.world)
     else:
         raise LewmError("name a world (tworoom, pusht, reacher, cube) or a --preset")
-    flags = {name: getattr(args, name) for name in
-             ("episodes", "steps", "policy", "noise_std", "size", "seed", "num_envs",
-              "compression")}
-    cfg = dataclasses.replace(base, **{k: v for k, v in flags.items() if v is not None})
+    cfg = from_flags(args, CollectConfig, base)
     out = collect(cfg, args.out, force=args.force, progress=not args.quiet)
     print(f"wrote {out['path']}: {out['episodes']} episodes, {out['rows']} rows in "
           f"{out['seconds']:.1f} s ({out['steps_per_s']:.0f} steps/s); the {out['policy']} "
@@ -91,11 +87,7 @@ def cmd_eval(args) -> None:
     from lewm.evaluate import EvalConfig, evaluate
     from lewm.planning.cem import CEMConfig
 
-    cfg = EvalConfig(episodes=args.episodes, offset=args.offset, budget=args.budget,
-                     seed=args.seed, goals=args.goals, replan=args.replan, gifs=args.gifs)
-    cem_cfg = CEMConfig(samples=args.samples, elites=args.elites, iterations=args.iterations,
-                        horizon=args.horizon, warm_start=args.warm_start,
-                        unbiased_std=not args.biased_std, clip=args.clip, context=args.context)
+    cfg, cem_cfg = from_flags(args, EvalConfig), from_flags(args, CEMConfig)
     r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
                  device=args.device)
     lo, hi = r["success_ci95"]
@@ -223,6 +215,11 @@ def cmd_export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lewm.data.collect import CollectConfig
+    from lewm.evaluate import EvalConfig
+    from lewm.planning.cem import CEMConfig
+    from lewm.presets import TrainConfig
+
     p = argparse.ArgumentParser(prog="lewm", description=__doc__)
     p.add_argument("--version", action="version", version=f"lewm {__version__}")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -230,17 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="collect episodes with a scripted policy into HDF5")
     c.add_argument("world", nargs="?", help="tworoom, pusht, reacher or cube")
     c.add_argument("--preset", help="start from a preset's collection settings (e.g. pusht-cpu)")
-    c.add_argument("--episodes", type=int, help="episodes (default 200)")
-    c.add_argument("--steps", type=int, help="actions per episode (default 100)")
-    c.add_argument("--policy", help="tworoom: noisy-expert, random; pusht: expert, near-block, "
-                   "random; reacher: random; cube: oracle, random (default: the first)")
-    c.add_argument("--noise-std", type=float, help="a scripted policy's action noise std")
-    c.add_argument("--size", type=int, help="image size in pixels (default 64)")
-    c.add_argument("--seed", type=int, help="seed of the collection (default 0)")
-    c.add_argument("--num-envs", type=int, help="environments stepped side by side (default 8)")
-    c.add_argument("--compression", choices=("none", "lzf", "gzip", "blosc"),
-                   help="image compression (default none; blosc as the authors' datasets, "
-                   "needs lewm[authors])")
+    add_flags(c, CollectConfig, skip=("world",), title="collection (a --preset's values when "
+              "given, else these defaults)")
     c.add_argument("--out", required=True, help="output .h5 file")
     c.add_argument("--force", action="store_true", help="replace an existing output")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -257,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=int, default=10)
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_show)
-    t = sub.add_parser("train", help="train LeWM from pixels on an episode file")
+    t = sub.add_parser("train", help="train LeWM from pixels on an episode file",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="--set keys (the preset's value replaces the default shown):\n"
+                       + "\n".join(describe_fields(TrainConfig)))
     t.add_argument("--preset", default="tworoom-cpu", help="named configuration")
     t.add_argument("--data", help="training episode file (.h5)")
     t.add_argument("--out", help="run directory to create")
@@ -272,24 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)")
     e.add_argument("run_dir")
     e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
-    e.add_argument("--goals", default="dataset", help="dataset (paper protocol) or env")
-    e.add_argument("--episodes", type=int, default=50)
-    e.add_argument("--offset", type=int, default=25, help="goal = state this many steps later")
-    e.add_argument("--budget", type=int, default=50, help="env steps per episode")
-    e.add_argument("--seed", type=int, default=42)
-    e.add_argument("--samples", type=int, default=300, help="CEM candidates")
-    e.add_argument("--elites", type=int, default=30)
-    e.add_argument("--iterations", type=int, default=30)
-    e.add_argument("--horizon", type=int, default=5, help="action blocks per plan")
-    e.add_argument("--replan", type=int, default=0, help="blocks executed per plan (0: all)")
-    e.add_argument("--warm-start", action="store_true", help="start CEM from the last plan")
-    e.add_argument("--context", type=int, default=1, help="frames of context at a re-plan "
-                   "(1: the current frame, as the authors evaluate; up to the model's history)")
-    e.add_argument("--clip", action="store_true",
-                   help="clip CEM candidates to the action box (the authors do not)")
-    e.add_argument("--biased-std", action="store_true",
-                   help="refit CEM's std dividing by n (the authors divide by n - 1)")
-    e.add_argument("--gifs", type=int, default=4, help="episodes written as GIFs")
+    add_flags(e, EvalConfig, title="evaluation protocol")
+    add_flags(e, CEMConfig, title="planner (CEM)")
     e.add_argument("--force", action="store_true", help="replace an existing eval.json")
     add_device(e)
     e.set_defaults(func=cmd_eval)
