@@ -91,7 +91,7 @@ def version() -> str:
 
 
 def build(peer, action_dim: int = 2, frameskip: int = 5, history: int = 3):
-    """The authors' paper model (DESIGN.md §1.2) with their modules and a HF ViT-Tiny/14."""
+    """The authors' paper model (docs/design.md §1.2) with their modules and a HF ViT-Tiny/14."""
     from torch import nn
     from transformers import ViTConfig, ViTModel
 

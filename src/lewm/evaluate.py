@@ -1,4 +1,4 @@
-"""The evaluation protocol behind every number in the paper (DESIGN.md §1.4).
+"""The evaluation protocol behind every number in the paper (docs/design.md §1.4).
 
 50 episodes; start states drawn with seed 42 from rows of the dataset; the goal is the state
 `offset` = 25 env steps later in the same episode; a budget of 50 env steps; success = the

@@ -1,4 +1,4 @@
-"""SIGReg, the Sketched Isotropic Gaussian Regulariser (DESIGN.md §1.1), and its helpers."""
+"""SIGReg, the Sketched Isotropic Gaussian Regulariser (docs/design.md §1.1), and its helpers."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def epps_pulley(p: torch.Tensor, knots: int = 17, t_max: float = 3.0) -> torch.T
     squared distance between the empirical characteristic function and exp(-t^2/2), with
     weight exp(-t^2/2), integrated over [-t_max, t_max]. The integrand is even in t, so the
     integral is twice the trapezoid rule on `knots` points over [0, t_max]: weights 2 dt at
-    the interior knots and dt at the two ends (DESIGN.md §1.1). For large Gaussian samples
+    the interior knots and dt at the two ends (docs/design.md §1.1). For large Gaussian samples
     the expected value is about 1.06 per direction.
     """
     N = p.shape[1]

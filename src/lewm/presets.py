@@ -22,7 +22,7 @@ REGULARIZERS = ("sigreg", "none", "vicreg", "ema")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. Defaults are the paper's (DESIGN.md §1.3)."""
+    """Everything a training run depends on. Defaults are the paper's (docs/design.md §1.3)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """the architecture"""
@@ -122,7 +122,7 @@ def total_steps(cfg: TrainConfig, num_clips: int) -> int:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The paper's configuration (DESIGN.md §1.2-§1.3): ViT-Tiny/14 at 224 px, 18,034,478
+    # The paper's configuration (docs/design.md §1.2-§1.3): ViT-Tiny/14 at 224 px, 18,034,478
     # parameters for 2-D actions, 10 epochs of whatever data it is given.
     "paper": TrainConfig(epochs=10),
     # lambda 0.005 on the authors' SIGReg scale (0.01 on the undoubled rule it was tuned
@@ -171,7 +171,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 
-# The data each preset is meant for: `lewm collect --preset NAME` (DESIGN.md §2; the paper
+# The data each preset is meant for: `lewm collect --preset NAME` (docs/design.md §2; the paper
 # presets use the authors' dataset sizes, the CPU ones what collects in minutes here).
 COLLECT: dict[str, CollectConfig] = {
     "tworoom-cpu": CollectConfig("tworoom", episodes=300, steps=100, size=64),

@@ -1,4 +1,4 @@
-"""Probing the latent space for physical quantities (DESIGN.md §1.5).
+"""Probing the latent space for physical quantities (docs/design.md §1.5).
 
 Frozen embeddings of single frames -> the world's physical state, with a linear probe
 (closed-form ridge) and a small MLP, trained on frames of the run's training episodes and

@@ -1,5 +1,5 @@
 """Surprise: the model's prediction error along trajectories with and without physically
-implausible events (DESIGN.md §1.5).
+implausible events (docs/design.md §1.5).
 
 Three variants of the same trajectories (same start, same actions): unperturbed; a
 mid-episode teleport of the agent or object (a physical violation); a mid-episode colour

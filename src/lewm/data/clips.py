@@ -2,7 +2,7 @@
 
 A clip is `num_steps` frames taken every `frameskip` env steps; frame k's action block is the
 `frameskip` raw actions that lead from it to frame k + 1, concatenated (frameskip * A values,
-DESIGN.md §1.3). Images stay uint8 until a batch is formed; actions are z-scored per
+docs/design.md §1.3). Images stay uint8 until a batch is formed; actions are z-scored per
 dimension with statistics fitted on the training episodes only.
 """
 

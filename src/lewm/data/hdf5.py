@@ -1,4 +1,4 @@
-"""Episode files in the authors' HDF5 layout (DESIGN.md §3).
+"""Episode files in the authors' HDF5 layout (docs/design.md §3).
 
 One dataset per column whose first axis runs over every step of every episode; `ep_len` and
 `ep_offset` index the episodes; row t holds the observation at t and the action taken from

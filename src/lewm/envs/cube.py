@@ -1,5 +1,5 @@
 """OGBench Cube (`cube-single`): a UR5e arm with a Robotiq gripper and one cube on a table
-(MuJoCo; DESIGN.md §2).
+(MuJoCo; docs/design.md §2).
 
 OGBench's own environment (`ogbench.manipspace.envs.cube_env.CubeEnv`, single cube, its
 pixel-task look: purple gripper, translucent arm) is wrapped to the project's interface.

@@ -1,4 +1,4 @@
-"""Push-T: push a T-shaped block into a goal pose with a disc (pymunk physics, DESIGN.md §2).
+"""Push-T: push a T-shaped block into a goal pose with a disc (pymunk physics, docs/design.md §2).
 
 A 512 x 512 canvas. The agent is a kinematic disc of radius 15 driven by a PD controller
 (kp 100, kv 20, 10 substeps of 0.01 s per env step) towards a relative target,

@@ -1,4 +1,4 @@
-"""Reacher: the DeepMind Control Suite two-link planar arm (MuJoCo, DESIGN.md §2).
+"""Reacher: the DeepMind Control Suite two-link planar arm (MuJoCo, docs/design.md §2).
 
 The arm turns about a shoulder (unbounded hinge) and a wrist (hinge limited to +-160 deg),
 driven by two motors with torques clip(a, -1, 1) (gear 0.05). Each env step holds the action

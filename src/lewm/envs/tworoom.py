@@ -1,4 +1,4 @@
-"""Two-Room: a point agent in two rooms joined by a door (pure numpy, DESIGN.md §2).
+"""Two-Room: a point agent in two rooms joined by a door (pure numpy, docs/design.md §2).
 
 All geometry is in units of a 224 px canvas; frames are drawn on it as the authors draw
 them and resized to the render size. The agent is a red Gaussian dot; each step moves it by

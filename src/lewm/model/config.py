@@ -9,7 +9,7 @@ from lewm.errors import LewmError
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a LeWM model. Defaults are the paper's (DESIGN.md §1.2)."""
+    """Architecture of a LeWM model. Defaults are the paper's (docs/design.md §1.2)."""
 
     encoder: str = "vit"
     """encoder kind: 'vit' (the paper's ViT-Tiny) or 'conv' (a small CNN for CPU presets)"""

@@ -86,7 +86,7 @@ class LeWM(nn.Module):
         return self.pred_proj(h.reshape(B * T, D)).view(B, T, D)
 
     def forward(self, pixels: torch.Tensor, actions: torch.Tensor):
-        """The training step's forward pass (teacher forcing; DESIGN.md §1.2).
+        """The training step's forward pass (teacher forcing; docs/design.md §1.2).
 
         pixels: (B, T, H, W, 3) uint8 clip with T = history + 1; actions: (B, T, fs * A).
         Returns (emb (B, T, D), pred (B, T - 1, D)); pred[:, t] predicts emb[:, t + 1].

@@ -1,4 +1,4 @@
-"""The action-conditioned causal predictor (DESIGN.md §1.2).
+"""The action-conditioned causal predictor (docs/design.md §1.2).
 
 A transformer over the last `history` frame embeddings. Each token is conditioned on its
 frame's action embedding through AdaLN-zero: the conditioning MLP starts at zero, so every

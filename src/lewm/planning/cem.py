@@ -12,7 +12,7 @@ from lewm.errors import LewmError
 
 @dataclass(frozen=True)
 class CEMConfig:
-    """CEM settings; defaults are the paper's (DESIGN.md §1.4)."""
+    """CEM settings; defaults are the paper's (docs/design.md §1.4)."""
 
     samples: int = 300
     """candidate action sequences per problem and iteration"""

@@ -49,7 +49,7 @@ class ActionScaler:
 
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
-    and the goal embedding (DESIGN.md §1.4).
+    and the goal embedding (docs/design.md §1.4).
 
     All b * S rollouts go through the model together; on a CPU they are cut into chunks of
     `chunk` rows (default 4096 there, none on accelerators), since one huge batch spills
