@@ -10,9 +10,10 @@ import time
 import torch
 from common import machine, save
 
+from lewm.losses import loss_terms
 from lewm.model import LeWM
 from lewm.presets import get_preset
-from lewm.train import loss_terms, sigreg_generator
+from lewm.train import sigreg_generator
 
 p = argparse.ArgumentParser()
 p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "paper"])

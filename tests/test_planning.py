@@ -166,3 +166,9 @@ def test_eval_cli_and_its_errors(tiny_run, tmp_path):
     empty = run_cli("eval", tmp_path, check=False)
     assert empty.returncode == 2 and "no checkpoint" in empty.stderr
     assert "Traceback" not in bad.stderr + empty.stderr
+
+
+def test_replan_beyond_the_horizon_is_refused(tiny_run):
+    r = run_cli("eval", tiny_run, "--replan", 6, "--horizon", 5, "--force", check=False)
+    assert r.returncode == 2 and "exceeds the plan's --horizon" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -120,6 +120,9 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
              device: str = "auto", out_name="eval.json") -> dict:
     """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
     run_dir = Path(run_dir)
+    if cfg.replan > cem_cfg.horizon:
+        raise LewmError(f"--replan {cfg.replan} exceeds the plan's --horizon {cem_cfg.horizon} "
+                        "blocks")
     find_checkpoint(run_dir)
     out = run_dir / out_name
     check_output(out, force)

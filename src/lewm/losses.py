@@ -1,9 +1,12 @@
-"""SIGReg, the Sketched Isotropic Gaussian Regulariser (docs/design.md §1.1), and its helpers."""
+"""The LeWM objective (docs/design.md §1.1): the next-embedding prediction error plus lambda
+times SIGReg, the Sketched Isotropic Gaussian Regulariser, and the collapse study's
+alternatives to SIGReg."""
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 
 def random_directions(dim: int, num: int, generator: torch.Generator | None = None,
@@ -82,3 +85,33 @@ def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torc
     off = cov - torch.diag_embed(torch.diagonal(cov, dim1=1, dim2=2))
     covariance = (off**2).sum((1, 2)).mean() / D
     return variance, covariance
+
+
+def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
+    """The two-term LeWM objective on one batch of clips (or a collapse-study variant):
+    MSE(pred[:, t], emb[:, t + 1]) + lambda * SIGReg(emb), with gradients reaching both the
+    predictions and their targets (no stop-gradient). `cfg`: the TrainConfig (regularizer,
+    lambd, num_proj, vicreg_var, vicreg_cov).
+
+    `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
+    are the prediction targets. LeWM itself has none: gradients reach both sides.
+    """
+    emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
+    if target is not None:
+        with torch.no_grad():
+            goal = target.encode(pixels)[:, 1:]  # (B, T - 1, D), stop-gradient
+    else:
+        goal = emb[:, 1:]
+    pred_loss = F.mse_loss(pred.float(), goal.float())
+    terms = {"pred_loss": pred_loss}
+    z = emb.transpose(0, 1)  # (T, B, D): regularisers work per time step over the batch
+    if cfg.regularizer == "sigreg":
+        terms["sigreg"] = sigreg(z, cfg.num_proj, generator)
+        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
+    elif cfg.regularizer == "vicreg":
+        terms["variance"], terms["covariance"] = vicreg_terms(z)
+        terms["loss"] = (pred_loss + cfg.vicreg_var * terms["variance"]
+                         + cfg.vicreg_cov * terms["covariance"])
+    else:  # none, ema
+        terms["loss"] = pred_loss
+    return terms

@@ -28,7 +28,7 @@ from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
 from lewm.devices import resolve_device
 from lewm.errors import LewmError
-from lewm.losses import sigreg, vicreg_terms
+from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM
 from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
 
@@ -136,33 +136,6 @@ def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Te
     pixels = torch.from_numpy(batch["pixels"]).to(device, non_blocking=True)  # uint8
     actions = torch.from_numpy(batch["action"]).to(device, non_blocking=True)
     return pixels, actions
-
-
-def loss_terms(model, pixels, actions, cfg: TrainConfig, generator, target=None) -> dict:
-    """The two-term LeWM objective on one batch of clips (or a collapse-study variant).
-
-    `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
-    are the prediction targets. LeWM itself has none: gradients reach both sides.
-    """
-    emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
-    if target is not None:
-        with torch.no_grad():
-            goal = target.encode(pixels)[:, 1:]  # (B, T - 1, D), stop-gradient
-    else:
-        goal = emb[:, 1:]
-    pred_loss = F.mse_loss(pred.float(), goal.float())
-    terms = {"pred_loss": pred_loss}
-    z = emb.transpose(0, 1)  # (T, B, D): regularisers work per time step over the batch
-    if cfg.regularizer == "sigreg":
-        terms["sigreg"] = sigreg(z, cfg.num_proj, generator)
-        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
-    elif cfg.regularizer == "vicreg":
-        terms["variance"], terms["covariance"] = vicreg_terms(z)
-        terms["loss"] = (pred_loss + cfg.vicreg_var * terms["variance"]
-                         + cfg.vicreg_cov * terms["covariance"])
-    else:  # none, ema
-        terms["loss"] = pred_loss
-    return terms
 
 
 @torch.no_grad()

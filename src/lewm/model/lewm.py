@@ -110,6 +110,11 @@ class LeWM(nn.Module):
         H, K = context_emb.shape[1], future_actions.shape[1]
         if context_actions is None:
             context_actions = future_actions[:, :0]
+        if context_actions.shape[1] != H - 1:
+            # Each context frame but the last needs the block taken from it; without them the
+            # action embeddings would pair with the wrong frames.
+            raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
+                             f"got {context_actions.shape[1]}")
         acts = self.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
         embs, preds = context_emb, []
         for k in range(K):
