@@ -118,3 +118,23 @@ def test_too_short_episodes_are_refused(tmp_path):
     data = EpisodeData(write_episode_file(tmp_path / "short.h5", [10, 12]))
     with pytest.raises(LewmError, match="long enough"):
         ClipDataset(data, [0, 1], 4, 5, IDENTITY)
+
+
+def test_one_action_normaliser_for_data_planner_and_study():
+    """Clips, the planner's action scaler and the surprise study z-score actions with the same
+    statistics: a raw block through the scaler's z-scores and back is itself."""
+    import gymnasium as gym
+    import torch
+
+    from lewm.model.normalize import ZScore
+    from lewm.planning.mpc import ActionScaler
+
+    stats = {"action": {"mean": [0.5, -1.0], "std": [2.0, 0.25]}}
+    z = ZScore.of(stats)
+    raw = np.array([[1.5, -0.5], [0.5, -1.0]], np.float32)
+    np.testing.assert_allclose(z.to_z(raw), [[0.5, 2.0], [0.0, 0.0]])
+    scaler = ActionScaler(stats, 3, gym.spaces.Box(-5, 5, (2,)))
+    block = np.array([1.5, -0.5, 0.5, -1.0, -1.5, -0.75], np.float32)
+    back = scaler.to_env(torch.from_numpy(z.blocks(3).to_z(block)))
+    np.testing.assert_allclose(back, block.reshape(3, 2), atol=1e-6)
+    np.testing.assert_allclose(scaler.low_z[:2], (np.array([-5, -5]) - [0.5, -1]) / [2, 0.25])

@@ -23,6 +23,7 @@ from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
+from lewm.model.normalize import ZScore
 
 
 def events(world: str):
@@ -125,9 +126,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
         actions.append(np.asarray(acts).reshape(blocks, fs, -1))
     env.close()
     actions = np.stack(actions)  # (N, K, fs, A)
-    mean = np.asarray(model.stats["action"]["mean"], np.float32)
-    std = np.asarray(model.stats["action"]["std"], np.float32)
-    actions_z = ((actions - mean) / std).reshape(trajectories, blocks, -1)
+    actions_z = ZScore.of(model.stats).to_z(actions).reshape(trajectories, blocks, -1)
     event = blocks // 2
     curves = {}
     for variant in ("unperturbed", "teleport", "colour"):

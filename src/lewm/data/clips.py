@@ -14,6 +14,7 @@ import numpy as np
 
 from lewm.data.hdf5 import open_episodes
 from lewm.errors import LewmError
+from lewm.model.normalize import ZScore
 
 LOWDIM = ("state", "proprio")
 
@@ -113,9 +114,7 @@ class ClipDataset:
         self.starts = np.concatenate(
             [o + np.arange(c) for o, c in zip(data.ep_offset[episodes], counts)]
         )  # (num_clips,) absolute row of each clip's first frame
-        mean = np.asarray(stats["action"]["mean"], np.float32)
-        std = np.asarray(stats["action"]["std"], np.float32)
-        self.action = np.nan_to_num((data.action - mean) / std)  # (N, A)
+        self.action = np.nan_to_num(ZScore.of(stats).to_z(data.action))  # (N, A)
         self.frame_offsets = np.arange(num_steps) * frameskip  # (T,)
         self.action_offsets = np.arange(span)  # (T * frameskip,)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lewm.model.normalize import ZScore
 from lewm.planning.cem import CEMConfig, cem
 
 
@@ -30,20 +31,17 @@ class ActionScaler:
     """Maps z-scored action blocks (..., frameskip * A) to raw env actions and back."""
 
     def __init__(self, stats: dict, frameskip: int, action_space):
-        self.mean = torch.tensor(stats["action"]["mean"], dtype=torch.float32).repeat(frameskip)
-        self.std = torch.tensor(stats["action"]["std"], dtype=torch.float32).repeat(frameskip)
-        low = torch.as_tensor(action_space.low, dtype=torch.float32).repeat(frameskip)
-        high = torch.as_tensor(action_space.high, dtype=torch.float32).repeat(frameskip)
-        self.low_z, self.high_z = self.normalize(low), self.normalize(high)  # the box, z-scored
-        self.low, self.high = low, high
+        self.z = ZScore.of(stats).blocks(frameskip)
+        low = np.tile(np.asarray(action_space.low, np.float32), frameskip)
+        high = np.tile(np.asarray(action_space.high, np.float32), frameskip)
+        self.low_z = torch.from_numpy(self.z.to_z(low))  # the action box, z-scored
+        self.high_z = torch.from_numpy(self.z.to_z(high))
+        self.low, self.high = torch.from_numpy(low), torch.from_numpy(high)
         self.frameskip = frameskip
-
-    def normalize(self, raw: torch.Tensor) -> torch.Tensor:
-        return (raw - self.mean) / self.std
 
     def to_env(self, block_z: torch.Tensor) -> np.ndarray:
         """(blk,) z-scored block -> (frameskip, A) raw actions clipped to the action box."""
-        raw = torch.clamp(block_z.cpu() * self.std + self.mean, self.low, self.high)
+        raw = torch.clamp(self.z.from_z(block_z.cpu().float()), self.low, self.high)
         return raw.view(self.frameskip, -1).numpy()
 
 
