@@ -91,9 +91,16 @@ def test_incomplete_and_incompatible_checkpoints(tworoom_file, tmp_path):
     cfg_path.write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(LewmError, match="format 99"):
         lewm.load(out)
-    cfg_path.write_text(json.dumps({**meta, "train": {**meta["train"], "warp_drive": 1}}))
+    # The model's own config is what loading needs; a field this version does not know is
+    # refused (an unknown training field only matters to --resume, which refuses it too).
+    model = {**meta["train"]["model"], "warp_drive": 1}
+    cfg_path.write_text(json.dumps({**meta, "train": {**meta["train"], "model": model}}))
     with pytest.raises(LewmError, match="does not match this version"):
         lewm.load(out)
+    cfg_path.write_text(json.dumps({**meta, "train": {**meta["train"], "warp_drive": 1}}))
+    with pytest.raises(LewmError, match="does not match this version"):
+        train(None, None, out, resume=True, progress=False)
+    cfg_path.write_text(json.dumps(meta))
     (out / "checkpoint" / "model.safetensors").unlink()
     with pytest.raises(LewmError, match="incomplete checkpoint"):
         lewm.load(out)

@@ -112,7 +112,8 @@ def cmd_demo(args) -> None:
     from lewm.evaluate import EvalConfig, evaluate
     from lewm.planning.cem import CEMConfig
     from lewm.presets import get_preset, override
-    from lewm.train import prepare_run_dir, train
+    from lewm.rundir import prepare_run_dir
+    from lewm.train import train
 
     start = time.perf_counter()
     out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)

@@ -1,6 +1,10 @@
-"""Which torch device a command runs on: one rule for training, planning and analysis."""
+"""Which torch device a command runs on (one rule for training, planning and analysis), and
+the data-parallel context under torchrun."""
 
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import torch
 
@@ -22,3 +26,27 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise LewmError(f"device must be auto, cpu, cuda or mps, got {name!r}")
     return torch.device(name)
+
+
+@dataclass
+class Dist:
+    """Data-parallel context (a single process when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device_kind: str) -> Dist:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))

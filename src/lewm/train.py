@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,35 +23,13 @@ from tqdm import tqdm
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
-from lewm.devices import resolve_device
+from lewm.devices import Dist, resolve_device
+from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
 from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM
 from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
-
-
-@dataclass
-class Dist:
-    """Data-parallel context (a single process when not launched by torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device_kind: str) -> Dist:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-        return cls(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+from lewm.rundir import MetricsLog, StopFlag, prepare_run_dir
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
@@ -69,29 +44,6 @@ def sigreg_generator(seed: int, step: int) -> torch.Generator:
     """Directions are redrawn every step, identically on every rank, and are a function of
     (seed, step) alone so that a resumed run draws the same ones."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
-
-
-# A principal direction counts towards `rank_abs` when its std is at least this fraction of
-# the unit scale that SIGReg (and VICReg's variance hinge) hold the embeddings at.
-RANK_FLOOR = 0.01
-
-
-def collapse_stats(emb: torch.Tensor) -> dict:
-    """Collapse diagnostics of embeddings (N, D): per-dimension std (min, mean); the effective
-    rank exp(entropy of the normalised singular values) of the centred matrix, which is
-    scale-free; and `rank_abs`, the number of principal directions whose std is at least
-    RANK_FLOOR. Both ranks are needed: an unregularised model shrinks its embeddings towards
-    a point (std -> 0, so rank_abs -> 0) while the shape of the tiny residual spread, which is
-    all the scale-free rank sees, can stay high-dimensional."""
-    emb = emb.double()
-    std = emb.std(dim=0)
-    s = torch.linalg.svdvals(emb - emb.mean(0))
-    p = s / s.sum().clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-30))).sum()
-    principal_std = s / max(1, len(emb) - 1) ** 0.5
-    return {"std_min": float(std.min()), "std_mean": float(std.mean()),
-            "effective_rank": float(torch.exp(entropy)),
-            "rank_abs": int((principal_std >= RANK_FLOOR).sum())}
 
 
 @dataclass
@@ -172,55 +124,6 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
     model.train(was_training)
     return {"pred_loss": sum(losses) / len(idx), "sigreg": float(np.mean(regs)),
             **collapse_stats(torch.cat(embs))}
-
-
-class MetricsLog:
-    """metrics.jsonl (always) and TensorBoard (when installed)."""
-
-    def __init__(self, run_dir: Path, enabled: bool):
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:  # TensorBoard is an optional extra: lewm[tensorboard]
-                self.tb = None
-
-    def write(self, split: str, step: int, values: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{split}/{k}", v, step)
-
-    def close(self):
-        if self.tb is not None:
-            self.tb.close()
-
-
-def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> Path:
-    """Create the run directory `out` (replacing a run there only with `force`). `resumable`:
-    whether the error for an existing one may suggest `--resume` (not for `lewm demo`)."""
-    out = Path(out)
-    if resume:
-        find_checkpoint(out)
-        return out
-    if out.exists():
-        is_run = (out / "config.json").exists() or (out / "checkpoint").exists()
-        if not force:
-            hint = ", or --resume to continue its training" if resumable else ""
-            raise LewmError(f"{out}: already exists (pass --force to replace it{hint})")
-        if any(out.iterdir()) and not is_run:
-            raise LewmError(f"{out}: exists and is not a lewm run directory; refusing to "
-                            "replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    return out
 
 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
@@ -383,24 +286,3 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         raise KeyboardInterrupt(f"stopped at step {step}; continue with "
                                 f"`lewm train --resume {run_dir}`")
     return summary
-
-
-class StopFlag:
-    """Ctrl-C sets a flag that the loop reads between steps, so the checkpoint written on the
-    way out is never of a half-applied optimizer step. A second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.set = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def restore(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
