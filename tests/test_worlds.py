@@ -315,3 +315,22 @@ def test_pusht_frames_are_drawn_as_the_authors_draw_them():
     edge = np.array(px(300, 300))  # on the bar's outer edge: the outline, blurred by shrinking
     assert (edge < light(BLOCK_RGB)).all() and (edge >= BLOCK_RGB).all()
     assert px(100, 100) == tuple(light(AGENT_RGB).astype(int))
+
+
+def test_every_world_declares_every_part():
+    """The checklist of docs/adding-a-world.md, for every registered world."""
+    import importlib
+
+    from lewm.envs import WORLDS
+    from lewm.envs.policies import DEFAULT_POLICY, POLICIES
+    from lewm.presets import COLLECT, PRESETS
+    from lewm.probe import QUANTITIES
+
+    for world in WORLDS:
+        assert DEFAULT_POLICY[world] in POLICIES[world], world
+        assert QUANTITIES[world], world
+        for preset in (f"{world}-cpu", f"{world}-paper"):
+            assert PRESETS[preset].world == world and COLLECT[preset].world == world, preset
+        source = importlib.util.find_spec(f"lewm.envs.{world}").origin
+        text = open(source).read()
+        assert "def teleport(" in text and "def recolour(" in text, world
