@@ -119,3 +119,12 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path):
     proc = run_cli("info", tmp_path / "nope.h5", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_show_never_writes_over_the_file_it_shows(capsys, tmp_path):
+    from conftest import write_episode_file
+
+    path = write_episode_file(tmp_path / "d.h5", [5, 5], size=16)
+    before = path.read_bytes()
+    fails(capsys, "show", path, "--out", path, "--force", match="is the episode file")
+    assert path.read_bytes() == before

@@ -67,9 +67,37 @@ def test_existing_run_directory_is_refused(tworoom_file, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(LewmError, match="already exists"):
         train(TINY, tworoom_file, out)
-    with pytest.raises(LewmError, match="not a lewm run directory"):
-        train(TINY, tworoom_file, out, force=True)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_force_replaces_only_what_lewm_wrote(tworoom_file, tmp_path, capsys):
+    """`--force` over a directory holding a run, the run's own dataset and a user's files:
+    the earlier run's outputs are replaced, every other file is byte-identical after."""
+    import shutil
+
+    out = tmp_path / "project"
+    out.mkdir()
+    data = out / "tworoom.h5"
+    shutil.copy(tworoom_file, data)
+    (out / "notes.txt").write_text("mine")
+    (out / "config.json").write_text("{}")  # looks like a run; is not all of one
+    (out / "sub").mkdir()
+    (out / "sub" / "x.bin").write_bytes(b"\x00\x01")
+    before = {p: p.read_bytes() for p in (data, out / "notes.txt", out / "sub" / "x.bin")}
+    summary = train(TINY, data, out, force=True, progress=False)
+    assert summary["finished"] and lewm.load(out) is not None
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert "kept notes.txt, sub, tworoom.h5" in capsys.readouterr().out
+    again = train(TINY, data, out, force=True, progress=False)  # a second time: same
+    assert again["finished"] and all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_a_failed_start_leaves_nothing_behind(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(LewmError, match="no such file"):
+        train(TINY, tmp_path / "missing.h5", out, progress=False)
+    assert not out.exists()
+    assert train(TINY, tworoom_file, out, progress=False)["finished"]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tworoom_file, tmp_path):

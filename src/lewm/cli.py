@@ -50,6 +50,8 @@ def cmd_show(args) -> None:
         o, length = int(f["ep_offset"][args.episode]), int(f["ep_len"][args.episode])
         frames = f["pixels"][o : o + length]
     out = Path(args.out or Path(args.path).with_suffix(f".ep{args.episode}.gif"))
+    if out.exists() and out.resolve() == Path(args.path).resolve():
+        raise LewmError(f"{out}: is the episode file being shown; choose another --out")
     check_output(out, args.force)
     write_gif(frames, out, fps=args.fps, scale=max(1, 256 // frames.shape[1]))
     print(f"wrote {out} ({length} frames)")
@@ -122,7 +124,7 @@ def cmd_demo(args) -> None:
     collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
                                 policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)
     print(f"[1/3] collecting {args.episodes} Two-Room episodes x {args.steps} steps")
-    data = collect(collect_cfg, out / "tworoom.h5", progress=not args.quiet)
+    data = collect(collect_cfg, out / "tworoom.h5", force=args.force, progress=not args.quiet)
     print("[2/3] training the tworoom-cpu preset")
     trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True)
     print("[3/3] planning with CEM on the 50-episode protocol")

@@ -42,23 +42,43 @@ class MetricsLog:
             self.tb.close()
 
 
+# What lewm writes in a run directory (the run, its evaluations, analyses and figures): the
+# only files `--force` replaces. Anything else there (a dataset, notes) is kept.
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "checkpoint", "checkpoint.tmp",
+               "checkpoint.old", "tensorboard", "probe.json", "probe.png", "surprise.json",
+               "surprise.png")
+RUN_OUTPUT_PATTERNS = ("eval*.json", "eval*.png", "eval*_episode*.gif")
+
+
+def run_outputs(out: Path) -> list[Path]:
+    """The files and folders in `out` that a lewm run wrote."""
+    found = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    for pattern in RUN_OUTPUT_PATTERNS:
+        found += sorted(out.glob(pattern))
+    return found
+
+
 def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> Path:
-    """Create the run directory `out` (replacing a run there only with `force`). `resumable`:
-    whether the error for an existing one may suggest `--resume` (not for `lewm demo`)."""
+    """Create the run directory `out`, or with `force` clear the outputs of an earlier run
+    there (only the files lewm writes, see RUN_OUTPUTS; anything else is kept and named).
+    `resumable`: whether the error for an existing run may suggest `--resume`."""
     out = Path(out)
     if resume:
         find_checkpoint(out)
         return out
-    if out.exists():
-        is_run = (out / "config.json").exists() or (out / "checkpoint").exists()
+    if out.exists() and not out.is_dir():
+        raise LewmError(f"{out}: is a file, not a directory")
+    if out.exists() and any(out.iterdir()):
+        outputs = run_outputs(out)
         if not force:
-            hint = ", or --resume to continue its training" if resumable else ""
-            raise LewmError(f"{out}: already exists (pass --force to replace it{hint})")
-        if any(out.iterdir()) and not is_run:
-            raise LewmError(f"{out}: exists and is not a lewm run directory; refusing to "
-                            "replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+            hint = ", or --resume to continue its training" if resumable and outputs else ""
+            raise LewmError(f"{out}: already exists (pass --force to replace its run{hint})")
+        for path in outputs:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        kept = sorted(p.name for p in out.iterdir())
+        if kept:
+            print(f"{out}: replaced the earlier run, kept {', '.join(kept)}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     return out
 
 

@@ -135,6 +135,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     already made the run directory with `prepare_run_dir`."""
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
+    fresh = not Path(out).exists()
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
     state = None
     if resume:
@@ -158,7 +159,12 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     if cfg.batch_size % dist_ctx.world:
         raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
 
-    run = load_run_data(cfg, data_path)
+    try:
+        run = load_run_data(cfg, data_path)
+    except LewmError:
+        if fresh and first_rank and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a failed start leaves nothing that blocks the corrected command
+        raise
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
