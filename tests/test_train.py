@@ -80,10 +80,16 @@ def test_force_replaces_only_what_lewm_wrote(tworoom_file, tmp_path, capsys):
     data = out / "tworoom.h5"
     shutil.copy(tworoom_file, data)
     (out / "notes.txt").write_text("mine")
-    (out / "config.json").write_text("{}")  # looks like a run; is not all of one
+    (out / "config.json").write_text('{"mine": 1}')  # a user's file with a run file's name
     (out / "sub").mkdir()
     (out / "sub" / "x.bin").write_bytes(b"\x00\x01")
-    before = {p: p.read_bytes() for p in (data, out / "notes.txt", out / "sub" / "x.bin")}
+    before = {p: p.read_bytes() for p in (data, out / "notes.txt", out / "sub" / "x.bin",
+                                          out / "config.json")}
+    with pytest.raises(LewmError, match="config.json: not written by lewm"):
+        train(TINY, data, out, force=True, progress=False)
+    assert all(p.read_bytes() == b for p, b in before.items())
+    (out / "config.json").unlink()
+    before.pop(out / "config.json")
     summary = train(TINY, data, out, force=True, progress=False)
     assert summary["finished"] and lewm.load(out) is not None
     assert all(p.read_bytes() == b for p, b in before.items())

@@ -51,11 +51,29 @@ RUN_OUTPUT_PATTERNS = ("eval*.json", "eval*.png", "eval*_episode*.gif")
 
 
 def run_outputs(out: Path) -> list[Path]:
-    """The files and folders in `out` that a lewm run wrote."""
+    """The files and folders in `out` that a lewm run writes, by name."""
     found = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
     for pattern in RUN_OUTPUT_PATTERNS:
         found += sorted(out.glob(pattern))
     return found
+
+
+def written_by_lewm(path: Path) -> bool:
+    """Whether a file or folder with a lewm output's name holds what lewm writes there (its
+    JSON records the lewm version; a checkpoint holds weights), so that a user's own
+    `config.json` is never taken for a run's."""
+    if path.is_dir():
+        return path.name == "tensorboard" or (path / "model.safetensors").exists()
+    if path.suffix in (".json", ".jsonl"):
+        try:
+            first = path.read_text().splitlines()[0] if path.suffix == ".jsonl" else \
+                path.read_text()
+            record = json.loads(first)
+        except (OSError, IndexError, ValueError):
+            return False
+        return isinstance(record, dict) and any(k in record for k in ("lewm_version",
+                                                                      "version", "split"))
+    return True  # figures and GIFs: by name
 
 
 def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> Path:
@@ -73,6 +91,10 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
         if not force:
             hint = ", or --resume to continue its training" if resumable and outputs else ""
             raise LewmError(f"{out}: already exists (pass --force to replace its run{hint})")
+        foreign = [p for p in outputs if not written_by_lewm(p)]
+        if foreign:
+            raise LewmError(f"{foreign[0]}: not written by lewm; refusing to replace it (move "
+                            "it away or choose another directory)")
         for path in outputs:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         kept = sorted(p.name for p in out.iterdir())
