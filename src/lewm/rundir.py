@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lewm.checkpoint import find_checkpoint
 from lewm.errors import LewmError
+from lewm.locks import lock_file
 
 
 class MetricsLog:
@@ -86,7 +87,7 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
         return out
     if out.exists() and not out.is_dir():
         raise LewmError(f"{out}: is a file, not a directory")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != lock_file(out).name for p in out.iterdir()):
         outputs = run_outputs(out)
         if not force:
             hint = ", or --resume to continue its training" if resumable and outputs else ""
@@ -97,7 +98,7 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
                             "it away or choose another directory)")
         for path in outputs:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-        kept = sorted(p.name for p in out.iterdir())
+        kept = sorted(p.name for p in out.iterdir() if p.name != lock_file(out).name)
         if kept:
             print(f"{out}: replaced the earlier run, kept {', '.join(kept)}", flush=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, 
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
+from lewm.locks import exclusive, lock_file
 from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM
 from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
@@ -132,10 +134,31 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
-    already made the run directory with `prepare_run_dir`."""
+    already made the run directory with `prepare_run_dir`.
+
+    The run directory is locked for the whole run: a second `train` of it (or `--force` over
+    it) is refused while this one lives."""
+    args = (cfg, data_path, out, force, resume, progress, stop_after, prepared)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(*args)  # under torchrun rank 0 holds the lock
+    out = Path(out)
+    if resume:
+        find_checkpoint(out)  # before making anything
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(out, "trained"):
+            return _train(*args)
+    except LewmError:
+        # A failed start leaves nothing that blocks the corrected command.
+        if fresh and out.is_dir() and {p.name for p in out.iterdir()} <= {lock_file(out).name}:
+            shutil.rmtree(out)
+        raise
+
+
+def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
-    fresh = not Path(out).exists()
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
     state = None
     if resume:
@@ -159,12 +182,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     if cfg.batch_size % dist_ctx.world:
         raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
 
-    try:
-        run = load_run_data(cfg, data_path)
-    except LewmError:
-        if fresh and first_rank and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a failed start leaves nothing that blocks the corrected command
-        raise
+    run = load_run_data(cfg, data_path)
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)

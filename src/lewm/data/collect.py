@@ -100,7 +100,15 @@ def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None):
 
 def collect(cfg: CollectConfig, out, force: bool = False, progress: bool = True) -> dict:
     """Collect `cfg.episodes` episodes into `out`; returns a summary (rows, seconds, rate)."""
+    from lewm.locks import exclusive
+
     check_output(out, force)
+    with exclusive(out):
+        check_output(out, force)  # again under the lock: another writer may have finished
+        return _collect_envs(cfg, out, force, progress)
+
+
+def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     cfg = replace(cfg, policy=cfg.policy or DEFAULT_POLICY[cfg.world])
     envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
     try:
