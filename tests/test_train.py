@@ -222,3 +222,16 @@ def test_loading_needs_the_model_code_alone(tmp_path, tworoom_file):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_crash_between_the_swap_renames_keeps_a_checkpoint(tworoom_file, tmp_path):
+    """Killed after `checkpoint` became `checkpoint.old` and before the new one took its
+    name: the previous checkpoint still loads, and the run resumes."""
+    out = tmp_path / "run"
+    train(TINY, tworoom_file, out, progress=False, stop_after=4)
+    weights = lewm.load(out).state_dict()
+    (out / "checkpoint").rename(out / "checkpoint.old")
+    (out / "checkpoint.tmp").mkdir()  # a half-written new one
+    (out / "checkpoint.tmp" / "model.safetensors").write_bytes(b"\x00" * 10)
+    assert all(torch.equal(v, lewm.load(out).state_dict()[k]) for k, v in weights.items())
+    assert train(None, None, out, resume=True, progress=False)["finished"]

@@ -29,6 +29,8 @@ def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict
     ckpt_dir = Path(ckpt_dir)
     tmp = ckpt_dir.with_name(ckpt_dir.name + ".tmp")
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
+    if not ckpt_dir.exists() and _complete(old):
+        old.rename(ckpt_dir)  # an earlier swap was cut between its renames: restore it first
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -52,12 +54,20 @@ def find_checkpoint(path) -> Path:
         raise LewmError(f"{path}: no such directory")
     if (path / "checkpoint").is_dir():
         path = path / "checkpoint"
+    elif _complete(path / "checkpoint.old"):
+        # A crash (or a reader's bad luck) between the swap's two renames: the previous
+        # checkpoint, complete, is waiting under its old name.
+        path = path / "checkpoint.old"
     elif not (path / "config.json").exists() and not (path / "model.safetensors").exists():
         raise LewmError(f"{path}: no checkpoint here (train one with `lewm train`)")
     missing = [f for f in FILES if not (path / f).exists()]
     if missing:
         raise LewmError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
     return path
+
+
+def _complete(ckpt: Path) -> bool:
+    return ckpt.is_dir() and all((ckpt / f).exists() for f in FILES)
 
 
 def read_meta(path) -> dict:
@@ -76,10 +86,23 @@ def read_meta(path) -> dict:
     return meta
 
 
-def load_model(path, device="cpu") -> LeWM:
+def load_model(path, device="cpu", attempts: int = 3) -> LeWM:
     """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` and
     `model.meta` (the checkpoint's config.json) set. Needs the model code alone: a checkpoint
-    of a world whose extra is not installed still loads."""
+    of a world whose extra is not installed still loads. A run that is writing a new
+    checkpoint may move the files away mid-read; the read is then tried again."""
+    for attempt in range(attempts):
+        try:
+            return _load_model(path, device)
+        except (FileNotFoundError, LewmError):
+            if attempt == attempts - 1:
+                raise
+            import time
+
+            time.sleep(0.05)
+
+
+def _load_model(path, device) -> LeWM:
     ckpt = find_checkpoint(path)
     meta = read_meta(ckpt)
     train = meta.get("train")
