@@ -65,3 +65,33 @@ def test_second_training_of_a_run_is_refused(holder, tworoom_file, tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     run_cli("train", "--resume", out, "--quiet")
+
+
+@pytest.mark.slow
+def test_a_reader_never_sees_a_half_swapped_checkpoint(tworoom_file, tmp_path):
+    """`lewm.load` polled while a run writes a checkpoint at every step: no failed load."""
+    import time
+
+    import lewm
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lewm.cli", "train", "--preset", "tiny",
+                             "--data", str(tworoom_file), "--out", str(out), "--set",
+                             "steps=400", "--set", "ckpt_every=1", "--set", "val_every=400",
+                             "--set", "log_every=400", "--set", "threads=1", "--quiet"])
+    try:
+        while not (out / "checkpoint" / "model.safetensors").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            time.sleep(0.01)
+        loads = failures = 0
+        while proc.poll() is None or loads < 2000:
+            try:
+                lewm.load(out)
+            except Exception:  # any failure counts
+                failures += 1
+            loads += 1
+            if proc.poll() is not None and loads >= 2000:
+                break
+        assert proc.wait() == 0 and failures == 0 and loads >= 2000
+    finally:
+        proc.kill()
