@@ -88,6 +88,8 @@ class TrainConfig:
                      "ckpt_every", "val_clips"):
             if getattr(self, name) < 1:
                 raise LewmError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**31:
+            raise LewmError(f"seed must be in [0, 2**31), got {self.seed}")
         if not self.epochs >= 0:
             raise LewmError(f"epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:

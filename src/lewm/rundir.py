@@ -106,14 +106,17 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
 
 
 class StopFlag:
-    """Ctrl-C sets a flag that the loop reads between steps, so the checkpoint written on the
-    way out is never of a half-applied optimizer step. A second Ctrl-C interrupts at once."""
+    """Ctrl-C, and the SIGTERM or SIGHUP that schedulers, `timeout` and container stops send,
+    set a flag that the loop reads between steps, so the checkpoint written on the way out is
+    never of a half-applied optimizer step. A second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self):
         self.set = False
-        self.previous = None
+        self.previous = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
 
     def _handle(self, signum, frame):
         if self.set:
@@ -121,5 +124,5 @@ class StopFlag:
         self.set = True
 
     def restore(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -53,8 +53,10 @@ class CollectConfig:
         if self.compression not in COMPRESSIONS:
             raise LewmError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got "
                             f"{self.compression!r}")
-        if self.noise_std is not None and not self.noise_std >= 0:
-            raise LewmError(f"--noise-std must be >= 0, got {self.noise_std}")
+        if self.noise_std is not None and not 0 <= self.noise_std < float("inf"):
+            raise LewmError(f"--noise-std must be finite and >= 0, got {self.noise_std}")
+        if not 0 <= self.seed < 2**63:
+            raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:

@@ -9,6 +9,8 @@ renamed when complete, so a crash never leaves a file that looks finished.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import h5py
@@ -64,6 +66,17 @@ class EpisodeWriter:
         self.rows = 0
 
     def __enter__(self):
+        for stale in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                stale.unlink()  # left by a writer that was killed (SIGKILL, power loss)
+                print(f"removed {stale}, left by a collection that was killed", flush=True)
+        # SIGTERM and SIGHUP (schedulers, `timeout`, closed terminals) end the write the way
+        # Ctrl-C does, so the temporary file is removed rather than left behind.
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, _interrupt)
+                             for sig in (signal.SIGTERM, signal.SIGHUP)}
         self.file = h5py.File(self.tmp, "w")
         return self
 
@@ -88,6 +101,8 @@ class EpisodeWriter:
         self.rows += n
 
     def __exit__(self, exc_type, exc, tb):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
         try:
             if exc_type is None:
                 ep_len = np.asarray(self.ep_len, dtype=np.int64)
@@ -102,6 +117,20 @@ class EpisodeWriter:
             if self.tmp.exists():
                 self.tmp.unlink()
         return False
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_episodes(path, columns=("pixels", "action")) -> h5py.File:

@@ -1,0 +1,63 @@
+"""Faults a user meets: signals from schedulers, killed writers, values out of range."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import run_cli
+
+
+def test_sigterm_during_training_writes_a_resumable_checkpoint(tworoom_file, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "lewm.cli", "train", "--preset", "tiny",
+                             "--data", str(tworoom_file), "--out", str(out), "--set",
+                             "steps=100000", "--set", "ckpt_every=100000", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    while not (out / "metrics.jsonl").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
+    r = run_cli("train", "--resume", out, "--stop-after", 2, "--quiet")
+    assert "stopped early" in r.stdout
+
+
+def test_signals_and_kills_during_collection_leave_no_temporary_file(tmp_path):
+    out = tmp_path / "d.h5"
+    args = [sys.executable, "-m", "lewm.cli", "collect", "tworoom", "--episodes", "100000",
+            "--steps", "50", "--size", "16", "--out", str(out), "--quiet"]
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGKILL):
+        proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        while not list(tmp_path.glob(".d.h5.tmp-*")):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(proc.pid, sig)
+        proc.communicate(timeout=60)
+        assert not out.exists()
+        if sig != signal.SIGKILL:
+            assert not list(tmp_path.glob(".d.h5.tmp-*")), sig
+    assert list(tmp_path.glob(".d.h5.tmp-*"))  # SIGKILL leaves one: the next writer removes it
+    r = run_cli("collect", "tworoom", "--episodes", 2, "--steps", 5, "--size", 16, "--out", out)
+    assert "removed" in r.stdout and not list(tmp_path.glob(".d.h5.tmp-*")) and out.exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (("collect", "tworoom", "--seed", "-1"), "--seed must be in"),
+    (("collect", "tworoom", "--seed", str(2**70)), "--seed must be in"),
+    (("collect", "tworoom", "--noise-std", "inf"), "--noise-std must be finite"),
+])
+def test_values_out_of_range_are_refused(tmp_path, args, match):
+    r = run_cli(*args, "--out", tmp_path / "x.h5", check=False)
+    assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_training_seed_out_of_range(tworoom_file, tmp_path):
+    r = run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", tmp_path / "r",
+                "--set", "seed=-1", check=False)
+    assert r.returncode == 2 and "seed must be in" in r.stderr and "Traceback" not in r.stderr
