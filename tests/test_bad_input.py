@@ -98,7 +98,7 @@ def test_force_replaces(capsys, tmp_path):
     ("--size", 8, "--size must be >= 16, got 8"),
     ("--steps", 0, "--steps must be >= 1"),
     ("--policy", "teleport", "has no policy 'teleport'"),
-    ("--noise-std", -0.5, "--noise-std must be >= 0, got -0.5"),
+    ("--noise-std", -0.5, "--noise-std must be finite and >= 0, got -0.5"),
 ])
 def test_impossible_collect_arguments(capsys, tmp_path, flag, value, match):
     out = tmp_path / "x.h5"
