@@ -94,7 +94,7 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
     lambd, num_proj, vicreg_var, vicreg_cov).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
-    are the prediction targets. LeWM itself has none: gradients reach both sides.
+    are the prediction targets.
     """
     emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
     if target is not None:
