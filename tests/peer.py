@@ -35,7 +35,9 @@ def _package(name: str, path: Path) -> types.ModuleType:
 
 def _module(name: str, path: Path) -> types.ModuleType:
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
+        # A package's __init__ gets its folder as search path, for its relative imports.
+        where = [str(path.parent)] if path.name == "__init__.py" else None
+        spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=where)
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
@@ -82,6 +84,24 @@ RELEASED_CONFIG = {
                   "output_dim": 192, "hidden_dim": 2048,
                   "norm_fn": {"_target_": "torch.nn.BatchNorm1d", "_partial_": True}},
 }
+
+
+def cem_solver():
+    """The authors' `CEMSolver` class (stable_worldmodel/solver/cem.py), loaded by path, for
+    the side-by-side planning benchmark."""
+    root = _root()
+    if root is None:
+        pytest.skip(MISSING)
+    for dep in ("loguru", "gymnasium"):
+        if importlib.util.find_spec(dep) is None:
+            pytest.skip(f"{dep} is not installed (pip install -e '.[parity,worlds]')")
+    _package("stable_worldmodel", root)
+    _module("stable_worldmodel.protocols", root / "protocols.py")
+    _package("stable_worldmodel.solver", root / "solver")
+    _module("stable_worldmodel.solver.callbacks", root / "solver" / "callbacks" / "__init__.py")
+    _module("stable_worldmodel.solver.solver", root / "solver" / "solver.py")
+    _module("stable_worldmodel.solver.utils", root / "solver" / "utils.py")
+    return _module("stable_worldmodel.solver.cem", root / "solver" / "cem.py").CEMSolver
 
 
 def version() -> str:

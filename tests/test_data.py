@@ -138,3 +138,25 @@ def test_one_action_normaliser_for_data_planner_and_study():
     back = scaler.to_env(torch.from_numpy(z.blocks(3).to_z(block)))
     np.testing.assert_allclose(back, block.reshape(3, 2), atol=1e-6)
     np.testing.assert_allclose(scaler.low_z[:2], (np.array([-5, -5]) - [0.5, -1]) / [2, 0.25])
+
+
+def test_prefetcher_keeps_order_and_raises_where_it_failed():
+    import torch
+
+    from lewm.data.prefetch import Prefetcher
+
+    def make(step):
+        if step == 7:
+            raise ValueError("bad step 7")
+        return (torch.full((2,), step),)
+
+    got = [(s, int(b[0][0])) for s, b in Prefetcher(make, range(3, 7), depth=2)]
+    assert got == [(3, 3), (4, 4), (5, 5), (6, 6)]
+    seen = []
+    with pytest.raises(ValueError, match="bad step 7"):
+        for s, _ in Prefetcher(make, range(5, 10)):
+            seen.append(s)
+    assert seen == [5, 6]
+    with Prefetcher(make, range(0, 5), depth=1) as early:  # left before the end: no hang
+        next(iter(early))
+    assert not early.thread.is_alive()

@@ -73,20 +73,25 @@ def test_adaln_zero_blocks_start_as_identity(model):
     x = torch.randn(2, 3, TINY.embed_dim)
     c = torch.randn(2, 3, TINY.embed_dim)
     for block in model.predictor.blocks:
-        torch.testing.assert_close(block(x, c), x)
+        torch.testing.assert_close(block(x, c)[0], x)
 
 
-def test_rollout_matches_step_by_step_prediction(model):
+@pytest.mark.parametrize("context", [1, 2, 3])
+def test_rollout_matches_step_by_step_prediction(model, context):
+    """The rollout's key/value cache and last-token shortcut against the plain predictor run
+    on each step's whole window, for a window that grows and then slides."""
+    model.eval()
+    torch.manual_seed(context)
     for p in model.predictor.parameters():
         p.data.add_(0.05 * torch.randn_like(p))
     blk = TINY.frameskip * TINY.action_dim
-    ctx = torch.randn(3, 2, TINY.embed_dim)
-    ctx_act = torch.randn(3, 1, blk)
-    future = torch.randn(3, 4, blk)
-    out = model.rollout(ctx, ctx_act, future)
+    ctx = torch.randn(3, context, TINY.embed_dim)
+    ctx_act = torch.randn(3, context - 1, blk)
+    future = torch.randn(3, 5, blk)
+    out = model.rollout(ctx, ctx_act if context > 1 else None, future)
     # By hand: the predictor sees at most `history` (3) frames.
     embs, acts = list(ctx.unbind(1)), list(ctx_act.unbind(1)) + list(future.unbind(1))
-    for k in range(4):
+    for k in range(5):
         z = torch.stack(embs[-3:], 1)
         a = model.embed_actions(torch.stack(acts[: len(embs)][-3:], 1))
         nxt = model.predict(z, a)[:, -1]

@@ -153,6 +153,33 @@ def test_evaluation_is_deterministic(tiny_run):
         assert u["random_success_rate"] == np.mean([e["random_success"] for e in todo])
 
 
+def test_an_episode_is_planned_the_same_alone_or_in_a_batch(tiny_run):
+    """Each episode's CEM noise has its own generator: planning 6 episodes one at a time or
+    all together gives the same observations at every step (the authors' batched solver
+    shares one generator, so an episode's outcome depends on its batch). In fp32 only: bf16
+    matmul kernels round differently for different batch sizes."""
+    from lewm.checkpoint import load_model
+
+    model = load_model(tiny_run)
+    data = json.loads((tiny_run / "config.json").read_text())["data"]["path"]
+    pairs = dataset_pairs(data, 6, offset=25, seed=42)
+    cfg = CEMConfig(samples=24, elites=4, iterations=3)
+
+    def frames(envs_obs, ids):
+        envs, obs = envs_obs
+        goals = np.stack([e.goal_pixels() for e in envs])
+        logs, _ = run_mpc(model, envs, obs, goals, cfg, budget=20, seed=3,
+                          record=range(len(envs)), episode_ids=ids)
+        return [np.stack(log.frames) for log in logs]
+
+    together = frames(make_envs("tworoom", 32, pairs), range(6))
+    for i in range(6):
+        alone = frames(make_envs("tworoom", 32, pairs[i : i + 1]), [i])[0]
+        np.testing.assert_array_equal(alone, together[i])
+    other_seed = frames(make_envs("tworoom", 32, pairs[:1]), [1])[0]  # another episode's noise
+    assert not np.array_equal(other_seed, together[0])
+
+
 def test_eval_cli_and_its_errors(tiny_run, tmp_path):
     proc = run_cli("eval", tiny_run, "--episodes", 3, "--samples", 10, "--elites", 2,
                    "--iterations", 1, "--gifs", 0)

@@ -43,6 +43,9 @@ class EvalConfig:
     """action blocks executed before re-planning (0: the whole horizon)"""
     gifs: int = 4
     """episodes written as GIFs (observation beside goal)"""
+    batch: int = 0
+    """episodes planned together in one CEM call (0: all); each episode draws its own noise,
+    so results do not depend on it (memory does)"""
 
     def __post_init__(self):
         for name in ("episodes", "budget", "offset"):
@@ -50,8 +53,8 @@ class EvalConfig:
                 raise LewmError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.goals not in ("dataset", "env"):
             raise LewmError(f"--goals must be dataset or env, got {self.goals!r}")
-        if self.replan < 0 or self.gifs < 0:
-            raise LewmError("--replan and --gifs must be >= 0")
+        if self.replan < 0 or self.gifs < 0 or self.batch < 0:
+            raise LewmError("--replan, --gifs and --batch must be >= 0")
 
 
 # Where the authors' datasets keep what lewm's environments take as their state, for files
@@ -146,8 +149,15 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     solved_at_start = [env.success() for env in envs]
     goal_pixels = np.stack([env.goal_pixels() for env in envs])
     record = set(range(min(cfg.gifs, len(envs))))
-    logs, timings = run_mpc(model, envs, obs, goal_pixels, cem_cfg, cfg.budget,
-                            cfg.replan or None, cfg.seed, record)
+    logs, timings = [], []
+    step = cfg.batch or len(envs)
+    for lo in range(0, len(envs), step):
+        ids = range(lo, min(lo + step, len(envs)))
+        part_logs, part_timings = run_mpc(
+            model, envs[lo : ids.stop], obs[lo : ids.stop], goal_pixels[lo : ids.stop], cem_cfg,
+            cfg.budget, cfg.replan or None, cfg.seed, {i - lo for i in record if i in ids}, ids)
+        logs += part_logs
+        timings += part_timings
     reset_envs(envs, pairs)  # the random floor replays the same episodes in the same envs
     random_success = run_random(envs, cfg.budget, cfg.seed)
     wall = time.perf_counter() - t0

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
+from lewm.data.prefetch import Prefetcher, as_tensors
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
@@ -248,13 +249,19 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
     last_val: dict = {}
     step = start
     stop = StopFlag()
+
+    def read_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = batch_indices(len(run.train), cfg.batch_size, cfg.seed, step)
+        idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
+        return as_tensors(run.train.batch(idx))
+
+    batches = Prefetcher(read_batch, range(start, end), depth=2, pin=device.type == "cuda")
     try:
-        for step in range(start, end):
+        for step, (pixels, actions) in batches:
             if stop.set:
                 break
-            idx = batch_indices(len(run.train), cfg.batch_size, cfg.seed, step)
-            idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
-            pixels, actions = to_device(run.train.batch(idx), device)
+            pixels = pixels.to(device, non_blocking=True)
+            actions = actions.to(device, non_blocking=True)
             with autocast():
                 terms = loss_terms(step_model, pixels, actions, cfg,
                                    sigreg_generator(cfg.seed, step), target)
@@ -293,6 +300,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
         else:
             step = end
     finally:
+        batches.close()
         bar.close()
         stop.restore()
     seconds = earlier_seconds + time.perf_counter() - t_start  # over every resume

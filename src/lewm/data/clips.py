@@ -8,6 +8,7 @@ dimension with statistics fitted on the training episodes only.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -154,5 +155,13 @@ def batch_indices(num_clips: int, batch_size: int, seed: int, step: int) -> np.n
                         f"{batch_size}")
     per_epoch = num_clips // batch_size
     epoch, b = divmod(step, per_epoch)
+    return _epoch_order(num_clips, seed, epoch)[b * batch_size : (b + 1) * batch_size]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(num_clips: int, seed: int, epoch: int) -> np.ndarray:
+    """The seeded permutation of an epoch, drawn once per epoch rather than once per step
+    (millions of clips at the paper's scale)."""
     order = np.random.default_rng([seed, epoch]).permutation(num_clips)
-    return order[b * batch_size : (b + 1) * batch_size]
+    order.flags.writeable = False
+    return order

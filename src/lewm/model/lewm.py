@@ -116,13 +116,23 @@ class LeWM(nn.Module):
             raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
                              f"got {context_actions.shape[1]}")
         acts = self.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
-        embs, preds = context_emb, []
+        # Step k predicts from the last `history` tokens. While the sequence still fits the
+        # history (positions 0, 1, ...), earlier tokens keep their positions and, the
+        # attention being causal, their keys and values: a cache makes each step one new
+        # token. Once the window slides, every position embedding shifts and the window is
+        # recomputed. Either way only the last token's output is needed from the last block.
+        W = self.cfg.history
+        embs, preds, cache, cached = context_emb, [], None, 0
         for k in range(K):
-            window = slice(max(0, H + k - self.cfg.history), H + k)
-            z = embs[:, window]  # (B, <=history, D)
-            a = acts[:, window]  # (B, <=history, D)
-            # Only the last token is needed: project it alone.
-            nxt = self.pred_proj(self.predictor(z, a)[:, -1]).unsqueeze(1)  # (B, 1, D)
+            n = H + k  # tokens so far
+            if n <= W:
+                out, cache = self.predictor.forward_cached(
+                    embs[:, cached:n], acts[:, cached:n], cache, last_only=True)
+                cached = n
+            else:
+                out, _ = self.predictor.forward_cached(
+                    embs[:, n - W : n], acts[:, n - W : n], last_only=True)
+            nxt = self.pred_proj(out[:, -1]).unsqueeze(1)  # (B, 1, D)
             preds.append(nxt)
             embs = torch.cat([embs, nxt], 1)
         return torch.cat(preds, 1)  # (B, K, D)

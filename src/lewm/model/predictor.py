@@ -13,6 +13,8 @@ from torch import nn
 
 from lewm.model.config import ModelConfig
 
+KV = tuple[torch.Tensor, torch.Tensor]  # one block's keys and values (B, heads, T, head_dim)
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
@@ -29,13 +31,28 @@ class CausalAttention(nn.Module):
         self.out = nn.Linear(heads * head_dim, dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, past: KV | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, KV]:
+        """x (B, T, C) -> (output (B, T, C), or (B, 1, C) for the last token alone when
+        `last_only`; the keys and values of every token so far, for a cache).
+
+        past: keys and values (B, nh, P, hs) of the P tokens before x; then x must be a single
+        token, which may attend to all of them (the causal mask is then all-ones).
+        """
         B, T, _ = x.shape
         q, k, v = self.qkv(self.norm(x)).view(B, T, 3, self.heads, self.head_dim).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if past is not None:
+            if T != 1:
+                raise ValueError(f"attention with a cache takes one new token, got {T}")
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        if last_only:
+            q = q[:, :, -1:]  # the last token sees every key: no mask needed
         p = self.drop.p if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)  # (B, nh, T, hs)
-        return self.drop(self.out(a.transpose(1, 2).reshape(B, T, -1)))  # (B, T, C)
+        causal = q.shape[2] > 1
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p)  # (B,nh,Tq,hs)
+        out = self.drop(self.out(a.transpose(1, 2).reshape(B, q.shape[2], -1)))  # (B, Tq, C)
+        return out, (k, v)
 
 
 class MLP(nn.Module):
@@ -67,10 +84,16 @@ class AdaLNBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)  # AdaLN-zero: the block starts as the identity
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, past: KV | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, KV]:
+        """See `CausalAttention.forward`: with `last_only` only the last token's output is
+        computed (B, 1, C), which is all the last block of a rollout step needs."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # (B, T, C)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1))
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), past, last_only)
+        if last_only:
+            x, gate1, shift2, scale2, gate2 = (t[:, -1:] for t in (x, gate1, shift2, scale2, gate2))
+        x = x + gate1 * h
+        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2)), kv
 
 
 class Predictor(nn.Module):
@@ -88,10 +111,26 @@ class Predictor(nn.Module):
         self.norm = nn.LayerNorm(cfg.embed_dim)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
+        return self.forward_cached(x, c)[0]
+
+    def forward_cached(self, x: torch.Tensor, c: torch.Tensor, past: list[KV] | None = None,
+                       last_only: bool = False) -> tuple[torch.Tensor, list[KV]]:
+        """`forward` for planning: (outputs, each block's keys and values so far).
+
+        past: the cache returned by the previous call on the same sequence, whose tokens sat
+        at positions 0..P-1; x is then the one token at position P. Exact only while the
+        sequence grows from position 0: once a window slides, every token's position
+        embedding changes and the cache no longer applies.
+        last_only: compute the last token's output alone, (B, 1, D).
+        """
+        start = 0 if past is None else past[0][0].shape[2]
+        T = start + x.shape[1]
         if T > self.pos.shape[1]:
             raise ValueError(f"predictor got {T} tokens, more than its history {self.pos.shape[1]}")
-        x = x + self.pos[:, :T]  # (B, T, D)
-        for block in self.blocks:
-            x = block(x, c)
-        return self.norm(x)
+        x = x + self.pos[:, start:T]  # (B, T - start, D)
+        cache = []
+        for i, block in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1
+            x, kv = block(x, c, None if past is None else past[i], last)
+            cache.append(kv)
+        return self.norm(x), cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lewm.errors import LewmError
@@ -36,6 +37,10 @@ class CEMConfig:
     context: int = 1
     """frames of context at each re-plan: 1, the current frame only, as in the authors'
     evaluation; up to the model's history, with the blocks executed between them"""
+    precision: str = "fp32"
+    """arithmetic of the model's rollouts: fp32, or bf16 (autocast; costs compared in fp32):
+    faster on GPUs and on CPUs with AMX, with slightly different plans that may also vary
+    with the number of episodes planned together (fp32 plans do not)"""
 
     def __post_init__(self):
         for name in ("samples", "elites", "iterations"):
@@ -47,19 +52,31 @@ class CEMConfig:
             raise LewmError(f"CEM elites ({self.elites}) cannot exceed samples ({self.samples})")
         if self.context < 1:
             raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
+        if self.precision not in ("fp32", "bf16"):
+            raise LewmError(f"planning precision must be fp32 or bf16, got {self.precision!r}")
         if not self.init_std > 0 or self.min_std < 0:
             raise LewmError(f"CEM init_std must be > 0 and min_std >= 0, got {self.init_std}, "
                             f"{self.min_std}")
 
 
+def episode_generators(seed: int, episodes) -> list[torch.Generator]:
+    """One CEM noise generator per episode, seeded by (seed, episode index): an episode's plans
+    do not depend on which other episodes are planned beside it."""
+    seeds = (np.random.SeedSequence([seed, i]).generate_state(1)[0] for i in episodes)
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
 def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: int,
-        cfg: CEMConfig, generator: torch.Generator, device="cpu",
+        cfg: CEMConfig, generator: torch.Generator | list[torch.Generator], device="cpu",
         init_mean: torch.Tensor | None = None, low: torch.Tensor | None = None,
         high: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise `cost` over action sequences for `batch` independent problems at once.
 
     cost: maps candidates (batch, samples, horizon, action_dim) to costs (batch, samples); it
         is called once per iteration with every problem's candidates.
+    generator: draws the noise of every problem, or a list of `batch` generators, one per
+        problem (see `episode_generators`), so that a problem's answer does not depend on the
+        batch it is solved in.
     init_mean: (batch, horizon, action_dim) starting mean (zeros when None).
     low, high: (action_dim,) bounds the candidates are clipped to when `cfg.clip` (e.g. the
         z-scored image of the environment's action box), so the model is never asked about
@@ -70,8 +87,15 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: in
     shape = (batch, cfg.horizon, action_dim)
     mean = torch.zeros(shape, device=device) if init_mean is None else init_mean.clone()
     std = torch.full(shape, cfg.init_std, device=device)
+    per_problem = isinstance(generator, (list, tuple))
+    if per_problem and len(generator) != batch:
+        raise ValueError(f"cem: {len(generator)} generators for {batch} problems")
     for _ in range(cfg.iterations):
-        noise = torch.randn((batch, cfg.samples, *shape[1:]), generator=generator, device="cpu")
+        if per_problem:
+            noise = torch.stack([torch.randn((cfg.samples, *shape[1:]), generator=g)
+                                 for g in generator])
+        else:
+            noise = torch.randn((batch, cfg.samples, *shape[1:]), generator=generator)
         cand = mean.unsqueeze(1) + std.unsqueeze(1) * noise.to(device)  # (batch, S, H, a)
         # The current mean is always a candidate, so the plan never gets worse by resampling.
         cand[:, 0] = mean

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lewm.model.normalize import ZScore
-from lewm.planning.cem import CEMConfig, cem
+from lewm.planning.cem import CEMConfig, cem, episode_generators
 
 
 @dataclass
@@ -45,9 +45,13 @@ class ActionScaler:
         return raw.view(self.frameskip, -1).numpy()
 
 
-def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None):
+def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
+                precision: str = "fp32"):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
     and the goal embedding (docs/design.md §1.4).
+
+    precision: "bf16" runs the rollouts under autocast (matmuls in bfloat16, norms and the
+    cost in fp32).
 
     All b * S rollouts go through the model together; on a CPU they are cut into chunks of
     `chunk` rows (default 4096 there, none on accelerators), since one huge batch spills
@@ -63,11 +67,13 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
         ctx_act = rep(context_act) if context_act is not None else None
         flat = cand.flatten(0, 1)  # (b*S, H, blk)
         out = []
-        for i in range(0, b * S, chunk):
-            part = slice(i, i + chunk)
-            acts = ctx_act[part] if ctx_act is not None else None
-            pred = model.rollout(ctx[part], acts, flat[part])[:, -1]  # (n, D)
-            out.append(((pred - goal[part]) ** 2).sum(-1))
+        device_type = torch.device(model.device).type
+        with torch.autocast(device_type, torch.bfloat16, enabled=precision == "bf16"):
+            for i in range(0, b * S, chunk):
+                part = slice(i, i + chunk)
+                acts = ctx_act[part] if ctx_act is not None else None
+                pred = model.rollout(ctx[part], acts, flat[part])[:, -1].float()  # (n, D)
+                out.append(((pred - goal[part]) ** 2).sum(-1))
         return torch.cat(out).view(b, S)
 
     return cost
@@ -75,7 +81,8 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
 
 @torch.no_grad()
 def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
-            replan: int | None = None, seed: int = 0, record=()) -> tuple[list[EpisodeLog], list]:
+            replan: int | None = None, seed: int = 0, record=(),
+            episode_ids=None) -> tuple[list[EpisodeLog], list]:
     """Drive `envs` (already reset; `obs` their first observations) towards `goal_pixels`
     (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode at success.
 
@@ -84,13 +91,17 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     the last `cem_cfg.context` frames (at most the model's history) as context. Returns
     per-episode logs and the wall-clock seconds of each CEM call with the number of episodes
     it planned, [(seconds, b), ...].
+
+    episode_ids: each env's index in the whole evaluation (default 0..B-1), which seeds its
+    CEM noise (with `seed`): an episode is planned the same way in any batch.
+    `record`: the envs (positions in `envs`) whose frames are kept.
     """
     B, device = len(envs), model.device
     fs, hist = model.cfg.frameskip, min(cem_cfg.context, model.cfg.history)
     replan = replan or cem_cfg.horizon
     scaler = ActionScaler(model.stats, fs, envs[0].action_space)
     low, high = scaler.low_z.to(device), scaler.high_z.to(device)
-    gen = torch.Generator().manual_seed(seed)
+    gens = episode_generators(seed, range(B) if episode_ids is None else episode_ids)
 
     def encode(frames) -> torch.Tensor:  # list of (H, W, 3) uint8 -> (n, D)
         return model.encode(torch.from_numpy(np.stack(frames))[:, None].to(device))[:, 0]
@@ -123,8 +134,10 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                 init = torch.zeros_like(plan[active])  # the unexecuted tail, then zeros
                 init[:, : cem_cfg.horizon - replan] = plan[active][:, replan:]
             start = time.perf_counter()
-            new_plan, _ = cem(latent_cost(model, context, context_act, goal_emb[active]),
-                              len(active), low.numel(), cem_cfg, gen, device, init, low, high)
+            cost = latent_cost(model, context, context_act, goal_emb[active],
+                               precision=cem_cfg.precision)
+            new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
+                              device, init, low, high)
             timings.append((time.perf_counter() - start, len(active)))
             plan = torch.zeros(B, cem_cfg.horizon, low.numel(), device=device)
             plan[active] = new_plan
