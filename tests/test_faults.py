@@ -61,3 +61,18 @@ def test_training_seed_out_of_range(tworoom_file, tmp_path):
     r = run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", tmp_path / "r",
                 "--set", "seed=-1", check=False)
     assert r.returncode == 2 and "seed must be in" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_damaged_model_file_is_refused(tworoom_file, tmp_path):
+    """Bit rot or a bad copy inside model.safetensors: the checksum recorded when it was
+    written catches it, where the file would otherwise load and evaluate silently."""
+    out = tmp_path / "run"
+    run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", out, "--set",
+            "steps=2", "--quiet")
+    weights = out / "checkpoint" / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-100] ^= 0x10  # inside the last tensor's data: the header still parses
+    weights.write_bytes(bytes(blob))
+    r = run_cli("eval", out, "--episodes", 1, "--gifs", 0, check=False)
+    assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

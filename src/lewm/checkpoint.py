@@ -2,19 +2,22 @@
 
 A checkpoint is a directory: `config.json` (the full training config, the data it saw, the
 step and the lewm version), `model.safetensors` (the uncompiled module's weights and
-buffers), `stats.json` (the normalisation statistics) and `resume.pt` (optimizer,
-scheduler, RNG: only for `lewm train --resume`). It is written beside the old one and swapped
+buffers; its SHA-256 is in config.json and checked on every load, so a damaged file is
+refused instead of evaluated), `stats.json` (the normalisation statistics) and `resume.pt`
+(optimizer, scheduler, RNG: only for `lewm train --resume`). It is written beside the old one and swapped
 in by renames, so a crash leaves either the old or the new checkpoint, never a mix.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
 from lewm import __version__
 from lewm.errors import LewmError
@@ -36,7 +39,8 @@ def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, tmp / "model.safetensors", metadata={"lewm_version": __version__})
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    config = {"format": FORMAT, "lewm_version": __version__, **meta}
+    digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
+    config = {"format": FORMAT, "lewm_version": __version__, **meta, "model_sha256": digest}
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if resume is not None:
         torch.save(resume, tmp / "resume.pt")
@@ -109,8 +113,13 @@ def _load_model(path, device) -> LeWM:
     if not isinstance(train, dict) or not isinstance(train.get("model"), dict):
         raise LewmError(f"{ckpt / 'config.json'}: has no train.model section")
     model = LeWM(ModelConfig.from_dict(train["model"]))
+    blob = (ckpt / "model.safetensors").read_bytes()
+    expected = meta.get("model_sha256")  # absent in checkpoints written before it was kept
+    if expected is not None and hashlib.sha256(blob).hexdigest() != expected:
+        raise LewmError(f"{ckpt / 'model.safetensors'}: damaged (its SHA-256 differs from the "
+                        "one recorded in config.json when it was written)")
     try:
-        state = load_file(ckpt / "model.safetensors")
+        state = load_safetensors(blob)
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise LewmError(f"{ckpt / 'model.safetensors'}: cannot be read ({e})") from None
     try:
