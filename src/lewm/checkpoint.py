@@ -4,8 +4,9 @@ A checkpoint is a directory: `config.json` (the full training config, the data i
 step and the lewm version), `model.safetensors` (the uncompiled module's weights and
 buffers; its SHA-256 is in config.json and checked on every load, so a damaged file is
 refused instead of evaluated), `stats.json` (the normalisation statistics) and `resume.pt`
-(optimizer, scheduler, RNG: only for `lewm train --resume`). It is written beside the old one and swapped
-in by renames, so a crash leaves either the old or the new checkpoint, never a mix.
+(optimizer, scheduler, RNG: only for `lewm train --resume`). It is written beside the old
+one and swapped in by renames, so a crash leaves either the old or the new checkpoint,
+never a mix.
 """
 
 from __future__ import annotations

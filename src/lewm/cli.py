@@ -167,6 +167,22 @@ def cmd_probe(args) -> None:
           f"({r['test_rows']} frames of {r['test_episodes']} held-out episodes)")
 
 
+def cmd_decode(args) -> None:
+    from lewm.decode import DecodeConfig, decode
+
+    r = decode(args.run_dir, from_flags(args, DecodeConfig), data_path=args.data,
+               force=args.force, device=args.device, progress=not args.quiet)
+    line = (f"held-out reconstruction: MSE {r['heldout_mse']:.5f}, PSNR "
+            f"{r['heldout_psnr_db']:.1f} dB ({r['test_frames']} frames)")
+    if "agent_position" in r:
+        a = r["agent_position"]
+        line += (f"; decoded agent within 8 units in {100 * a['decoded_within_8_units']:.0f} % "
+                 f"(median error {a['decoded_error_median']:.1f})")
+    print(line)
+    print(f"wrote {Path(args.run_dir) / 'decode.json'}, decode.png, decode_rollout.gif and the "
+          "decoder (decoder.safetensors, decoder.json)")
+
+
 def cmd_surprise(args) -> None:
     from lewm.surprise import surprise
 
@@ -290,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true")
     add_device(pr)
     pr.set_defaults(func=cmd_probe)
+
+    from lewm.decode import DecodeConfig
+
+    de = sub.add_parser("decode", help="train a pixel decoder for a run's embeddings; decode "
+                        "held-out frames and an imagined rollout")
+    de.add_argument("run_dir")
+    de.add_argument("--data", help="episode file (default: the training data)")
+    add_flags(de, DecodeConfig, title="decoder")
+    de.add_argument("--force", action="store_true", help="replace an existing decoder")
+    de.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(de)
+    de.set_defaults(func=cmd_decode)
 
     su = sub.add_parser("surprise", help="prediction error on teleport and colour events")
     su.add_argument("run_dir")

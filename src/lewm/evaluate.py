@@ -9,6 +9,7 @@ policy, and the fraction already solved before acting is reported beside the suc
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,6 +120,20 @@ def reset_envs(envs, pairs) -> list:
             for env, (start, goal) in zip(envs, pairs)]
 
 
+def _decoder(run_dir, size: int, device):
+    """The run's pixel decoder as embeddings -> images (see `lewm decode`), or None. One that
+    belongs to another model (e.g. training went on after it was made) is skipped with a
+    warning: the GIFs are then drawn without it."""
+    from lewm.decode import load_decoder, to_images
+
+    try:
+        dec = load_decoder(run_dir, device)
+    except LewmError as e:
+        print(f"warning: {e}; eval GIFs without decoded plans", file=sys.stderr)
+        return None
+    return None if dec is None else to_images(dec, size)
+
+
 def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
              device: str = "auto", out_name="eval.json") -> dict:
     """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
@@ -149,13 +164,15 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     solved_at_start = [env.success() for env in envs]
     goal_pixels = np.stack([env.goal_pixels() for env in envs])
     record = set(range(min(cfg.gifs, len(envs))))
+    decoder = _decoder(run_dir, size, model.device) if record else None
     logs, timings = [], []
     step = cfg.batch or len(envs)
     for lo in range(0, len(envs), step):
         ids = range(lo, min(lo + step, len(envs)))
         part_logs, part_timings = run_mpc(
             model, envs[lo : ids.stop], obs[lo : ids.stop], goal_pixels[lo : ids.stop], cem_cfg,
-            cfg.budget, cfg.replan or None, cfg.seed, {i - lo for i in record if i in ids}, ids)
+            cfg.budget, cfg.replan or None, cfg.seed, {i - lo for i in record if i in ids}, ids,
+            decoder)
         logs += part_logs
         timings += part_timings
     reset_envs(envs, pairs)  # the random floor replays the same episodes in the same envs
@@ -206,9 +223,13 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     write_json(out, result)
     stem = out.stem
     for i in sorted(record):
-        goal = goal_pixels[i]
-        frames = [np.concatenate([f, np.full_like(f[:, :2], 255), goal], axis=1)
-                  for f in logs[i].frames]
+        goal, imagined = goal_pixels[i], logs[i].imagined
+        sep = np.full_like(goal[:, :2], 255)
+        frames = []
+        for k, f in enumerate(logs[i].frames):
+            # observation | what the plan being executed should reach (decoded) | goal
+            panels = [f, imagined[max(0, k - 1)]] if imagined else [f]
+            frames.append(np.concatenate([x for p in panels for x in (p, sep)] + [goal], axis=1))
         write_gif(frames, run_dir / f"{stem}_episode{i:02d}.gif", fps=8,
                   scale=max(1, 192 // size))
     from lewm.plots import plot_eval

@@ -143,3 +143,17 @@ def plot_ablation(result: dict, out_png) -> None:
     axes[3].set(xticks=list(x), xticklabels=names, ylim=(0, 1.05), title="outcomes")
     axes[3].legend(loc="lower right")
     _save(fig, out_png, dpi=110)
+
+
+def plot_decode(real, decoded, out_png) -> None:
+    """Held-out frames (top row) over their decoded embeddings (bottom row), uint8 images."""
+    plt = _pyplot()
+    n = len(real)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    for j in range(n):
+        for i, (row, title) in enumerate(((real, "held-out frame"), (decoded, "decoded"))):
+            axes[i][j].imshow(row[j])
+            axes[i][j].set_axis_off()
+            if j == 0:
+                axes[i][j].set_title(title, fontsize=8, loc="left")
+    _save(fig, out_png, dpi=100)

@@ -25,6 +25,9 @@ class EpisodeLog:
     success_step: int | None = None
     steps: int = 0
     frames: list = field(default_factory=list)
+    imagined: list = field(default_factory=list)
+    """with a decoder: beside each recorded frame, the decoded last prediction of the plan
+    being executed (what the model expects the plan to reach)"""
 
 
 class ActionScaler:
@@ -82,7 +85,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
 @torch.no_grad()
 def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             replan: int | None = None, seed: int = 0, record=(),
-            episode_ids=None) -> tuple[list[EpisodeLog], list]:
+            episode_ids=None, decoder=None) -> tuple[list[EpisodeLog], list]:
     """Drive `envs` (already reset; `obs` their first observations) towards `goal_pixels`
     (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode at success.
 
@@ -95,6 +98,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     episode_ids: each env's index in the whole evaluation (default 0..B-1), which seeds its
     CEM noise (with `seed`): an episode is planned the same way in any batch.
     `record`: the envs (positions in `envs`) whose frames are kept.
+    decoder: embeddings (n, D) -> images (n, H, W, 3) uint8; with it, recorded episodes also
+    keep the decoded final prediction of each plan (`EpisodeLog.imagined`).
     """
     B, device = len(envs), model.device
     fs, hist = model.cfg.frameskip, min(cem_cfg.context, model.cfg.history)
@@ -116,6 +121,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     ctx_emb = [[] for _ in range(B)]  # per episode: embeddings of the frames at block starts
     ctx_act = [[] for _ in range(B)]  # per episode: the blocks executed between them
     timings = []
+    expected: dict[int, np.ndarray] = {}  # recorded episode -> decoded plan end
     plan, t = None, 0
     while t < budget:
         active = [i for i in range(B) if not logs[i].success]
@@ -142,6 +148,12 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             plan = torch.zeros(B, cem_cfg.horizon, low.numel(), device=device)
             plan[active] = new_plan
             block_index = 0
+            shown = [j for j, i in enumerate(active) if i in record]
+            if decoder is not None and shown:
+                acts = context_act[shown] if context_act is not None else None
+                final = model.rollout(context[shown], acts, new_plan[shown])[:, -1]  # (n, D)
+                for j, img in zip(shown, decoder(final)):
+                    expected[active[j]] = img
         for i in active:
             block = plan[i, block_index]
             ctx_act[i] = ctx_act[i] + [block]
@@ -152,6 +164,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                 logs[i].steps += 1
                 if i in record:
                     logs[i].frames.append(obs[i])
+                    if i in expected:
+                        logs[i].imagined.append(expected[i])
                 if terminated:
                     logs[i].success, logs[i].success_step = True, logs[i].steps
         block_index += 1
