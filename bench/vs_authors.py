@@ -128,6 +128,25 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def count_flops(fn) -> int:
+    """Matmul/attention FLOPs of fn(), as torch's FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype, n: int = 4096, reps: int = 5) -> float:
+    """Measured FLOP/s of a large square matmul: the machine's practical peak."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n**3 / best
+
+
 def summary(seconds: list[float], scale: float, per: int = 1) -> dict:
     ms = [1000 * s * scale / per for s in seconds]
     return {"median_ms": round(statistics.median(ms), 1), "min_ms": round(min(ms), 1),
@@ -155,6 +174,13 @@ def bench_planning(name: str, ours, theirs) -> dict:
     ctx = torch.randn(E, 1, D, generator=g).to(device)
     goal = torch.randn(E, D, generator=g).to(device)
     row = {"cem_iterations_timed": iters, "scaled_to_iterations": 30}
+    # The work of one episode-plan (30 iterations of 300 candidates), counted by torch.
+    flops = {"lewm": count_flops(partial(plan_lewm, ours, ctx[:1], goal[:1], 1)),
+             "peer": count_flops(partial(plan_peer, theirs, ctx[:1], goal[:1], 1, 1))}
+    row["gflop_per_episode_plan"] = {k: round(30 * v / 1e9, 2) for k, v in flops.items()}
+    row["machine_limit_ms_per_episode_plan"] = {
+        f"{k}_{prec}": round(1000 * 30 * v / PEAK[prec], 1)
+        for k, v in flops.items() for prec in PEAK}
     plan_lewm(ours, ctx[:2], goal[:2], 1)  # warm-up
     plan_peer(theirs, ctx[:2], goal[:2], 1, 2)
     # The peer's fastest batch_size for E episodes, one timing each.
@@ -230,6 +256,8 @@ def bench_training(name: str, ours) -> dict:
     return out
 
 
+PEAK = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+print("matmul peak GFLOP/s", {k: round(v / 1e9) for k, v in PEAK.items()}, flush=True)
 results = {}
 for name in args.sizes.split(","):
     ours, theirs = pair(name)
@@ -241,5 +269,6 @@ for name in args.sizes.split(","):
 
 tag = "cuda" if device.type == "cuda" else "cpu"
 save(f"vs_authors_{tag}", {"peer": f"stable-worldmodel {peer.version()}", "device": str(device),
+                           "matmul_peak_gflops": {k: round(v / 1e9) for k, v in PEAK.items()},
                            "cem": "300 samples, 30 elites, 30 iterations, horizon 5, "
                            "1 context frame", "models": results})

@@ -88,15 +88,17 @@ def cmd_train(args) -> None:
 def cmd_eval(args) -> None:
     from lewm.evaluate import EvalConfig, evaluate
     from lewm.planning.cem import CEMConfig
+    from lewm.planning.graph import GraphConfig
 
     cfg, cem_cfg = from_flags(args, EvalConfig), from_flags(args, CEMConfig)
     r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
-                 device=args.device)
+                 device=args.device, graph_cfg=from_flags(args, GraphConfig))
     lo, hi = r["success_ci95"]
     print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
           f"{r['episodes_evaluated']} episodes; random policy "
           f"{100 * r['random_success_rate']:.0f}%, solved at start "
-          f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode; "
+          f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode-plan, "
+          f"{r['plan_s_per_episode']:.1f} s/episode (budget {r['budget']} steps); "
           f"{r['wall_s']:.0f} s")
     u = r["unsolved_at_start"]
     if u["episodes"] and u["episodes"] < r["episodes_evaluated"]:
@@ -284,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
     add_flags(e, EvalConfig, title="evaluation protocol")
     add_flags(e, CEMConfig, title="planner (CEM)")
+    from lewm.planning.graph import GraphConfig
+
+    add_flags(e, GraphConfig, title="graph planner (--planner graph)")
     e.add_argument("--force", action="store_true", help="replace an existing eval.json")
     add_device(e)
     e.set_defaults(func=cmd_eval)

@@ -25,6 +25,7 @@ from lewm.envs import make_env
 from lewm.errors import LewmError
 from lewm.io import check_output, write_gif, write_json
 from lewm.planning.cem import CEMConfig
+from lewm.planning.graph import GraphConfig
 from lewm.planning.mpc import run_mpc, run_random
 
 
@@ -34,12 +35,18 @@ class EvalConfig:
     """episodes evaluated"""
     offset: int = 25
     """env steps between a start row and its goal row (dataset goals)"""
-    budget: int = 50
-    """env steps allowed per episode"""
+    budget: int = 0
+    """env steps allowed per episode (0: the goal set's: 50 for the paper's, the world's
+    FAR_BUDGET for far goals, or a goal file's "budget")"""
     seed: int = 42
     """seed of the start-state draw (paper: 42), the planner and the random policy"""
     goals: str = "dataset"
-    """dataset: starts and goals from dataset rows; env: drawn by the environment"""
+    """dataset: the paper's, starts and goals `offset` steps apart in dataset rows; env:
+    drawn by the environment; far: the world's long-horizon set (Two-Room: other room);
+    or a .json file of (start, goal) state pairs"""
+    planner: str = "cem"
+    """cem: the paper's, CEM towards the goal; graph: CEM towards subgoals on a route
+    through the training frames (lewm.planning.graph)"""
     replan: int = 0
     """action blocks executed before re-planning (0: the whole horizon)"""
     gifs: int = 4
@@ -49,11 +56,16 @@ class EvalConfig:
     so results do not depend on it (memory does)"""
 
     def __post_init__(self):
-        for name in ("episodes", "budget", "offset"):
+        for name in ("episodes", "offset"):
             if getattr(self, name) < 1:
                 raise LewmError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.goals not in ("dataset", "env"):
-            raise LewmError(f"--goals must be dataset or env, got {self.goals!r}")
+        if self.budget < 0:
+            raise LewmError(f"--budget must be >= 0, got {self.budget}")
+        if self.goals not in ("dataset", "env", "far") and not self.goals.endswith(".json"):
+            raise LewmError(f"--goals must be dataset, env, far or a .json file, got "
+                            f"{self.goals!r}")
+        if self.planner not in ("cem", "graph"):
+            raise LewmError(f"--planner must be cem or graph, got {self.planner!r}")
         if self.replan < 0 or self.gifs < 0 or self.batch < 0:
             raise LewmError("--replan, --gifs and --batch must be >= 0")
 
@@ -99,6 +111,56 @@ def env_pairs(world: str, n: int, seed: int) -> list[tuple]:
     return pairs
 
 
+# Env steps allowed for the far goal sets: Two-Room's detour through the door is up to
+# ~300 units (60 steps at full speed) and CEM wanders; Push-T's full task is long.
+FAR_BUDGET = {"tworoom": 200, "pusht": 300, "reacher": 200, "cube": 300}
+
+
+def far_pairs(world: str, n: int, seed: int) -> list[tuple]:
+    """The world's far goal set (its env module's `far_pairs`), else its env's own draws."""
+    import importlib
+
+    module = importlib.import_module(f"lewm.envs.{world}")
+    if hasattr(module, "far_pairs"):
+        return module.far_pairs(np.random.default_rng(seed), n)
+    return env_pairs(world, n, seed)
+
+
+def file_pairs(path, world: str) -> tuple[list[tuple], int]:
+    """(start, goal) state pairs from a JSON file, and its budget (0: none given):
+    {"pairs": [{"start": [...], "goal": [...]}, ...], "budget": 200} or a bare list of pairs.
+    Each state is checked by the world's env; a bad file is a one-line error naming it."""
+    import json
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LewmError(f"{path}: no such goal file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LewmError(f"{path}: not a JSON goal file ({e})") from None
+    items = doc.get("pairs") if isinstance(doc, dict) else doc
+    budget = doc.get("budget", 0) if isinstance(doc, dict) else 0
+    if not isinstance(items, list) or not items:
+        raise LewmError(f'{path}: expected {{"pairs": [{{"start": [...], "goal": [...]}}, ...]}} '
+                        "with at least one pair")
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
+        raise LewmError(f"{path}: budget must be a non-negative integer, got {budget!r}")
+    env = make_env(world, 16)
+    pairs = []
+    try:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not {"start", "goal"} <= set(item):
+                raise LewmError(f'{path}: pair {i} must be an object with "start" and "goal"')
+            try:
+                pairs.append((env.check_state(item["start"], "start"),
+                              env.check_state(item["goal"], "goal")))
+            except (LewmError, TypeError, ValueError) as e:
+                raise LewmError(f"{path}: pair {i}: {e}") from None
+    finally:
+        env.close()
+    return pairs, budget
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95 % Wilson score interval of a success rate k / n."""
     if n == 0:
@@ -120,6 +182,22 @@ def reset_envs(envs, pairs) -> list:
             for env, (start, goal) in zip(envs, pairs)]
 
 
+def _graph(model, data_path, meta, graph_cfg, seed):
+    """The graph planner's graph over the run's training episodes (lewm.planning.graph)."""
+    from lewm.data.clips import EpisodeData
+    from lewm.planning.graph import build_graph
+
+    data = EpisodeData(data_path)
+    val = set(meta["data"].get("val_episodes") or [])
+    train_eps = [e for e in range(data.num_episodes) if e not in val] or list(range(
+        data.num_episodes))
+    t0 = time.perf_counter()
+    graph = build_graph(model, data, train_eps, graph_cfg or GraphConfig(), seed)
+    graph.build_seconds = time.perf_counter() - t0
+    data.close()
+    return graph
+
+
 def _decoder(run_dir, size: int, device):
     """The run's pixel decoder as embeddings -> images (see `lewm decode`), or None. One that
     belongs to another model (e.g. training went on after it was made) is skipped with a
@@ -135,7 +213,8 @@ def _decoder(run_dir, size: int, device):
 
 
 def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
-             device: str = "auto", out_name="eval.json") -> dict:
+             device: str = "auto", out_name="eval.json",
+             graph_cfg: GraphConfig | None = None) -> dict:
     """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
     run_dir = Path(run_dir)
     if cfg.replan > cem_cfg.horizon:
@@ -154,11 +233,21 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     if action_dim != model.cfg.action_dim:
         raise LewmError(f"world {world} has {action_dim}-D actions but the model "
                         f"expects {model.cfg.action_dim}-D")
+    budget = 50
     if cfg.goals == "dataset":
         data_path = data_path or meta["data"]["path"]
         pairs = dataset_pairs(data_path, cfg.episodes, cfg.offset, cfg.seed, world)
-    else:
+    elif cfg.goals == "env":
         pairs = env_pairs(world, cfg.episodes, cfg.seed)
+    elif cfg.goals == "far":
+        pairs, budget = far_pairs(world, cfg.episodes, cfg.seed), FAR_BUDGET.get(world, 200)
+    else:
+        pairs, file_budget = file_pairs(cfg.goals, world)
+        budget = file_budget or budget
+    budget = cfg.budget or budget
+    graph = None
+    if cfg.planner == "graph":
+        graph = _graph(model, data_path or meta["data"]["path"], meta, graph_cfg, cfg.seed)
     t0 = time.perf_counter()
     envs, obs = make_envs(world, size, pairs)
     solved_at_start = [env.success() for env in envs]
@@ -171,12 +260,12 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         ids = range(lo, min(lo + step, len(envs)))
         part_logs, part_timings = run_mpc(
             model, envs[lo : ids.stop], obs[lo : ids.stop], goal_pixels[lo : ids.stop], cem_cfg,
-            cfg.budget, cfg.replan or None, cfg.seed, {i - lo for i in record if i in ids}, ids,
-            decoder)
+            budget, cfg.replan or None, cfg.seed, {i - lo for i in record if i in ids}, ids,
+            decoder, graph)
         logs += part_logs
         timings += part_timings
     reset_envs(envs, pairs)  # the random floor replays the same episodes in the same envs
-    random_success = run_random(envs, cfg.budget, cfg.seed)
+    random_success = run_random(envs, budget, cfg.seed)
     wall = time.perf_counter() - t0
     for e in envs:
         e.close()
@@ -213,6 +302,9 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         "wall_s": wall,
         "world": world,
         "goals": cfg.goals,
+        "budget": budget,
+        "planner": cfg.planner,
+        "plan_s_per_episode": float(sum(s for s, _ in timings) / n),
         "data": str(data_path) if cfg.goals == "dataset" else None,
         "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": meta["train"]},
         "checkpoint_step": meta.get("step"),
@@ -220,15 +312,21 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         "torch_threads": torch.get_num_threads(),
         "episodes": episodes,
     }
+    if graph is not None:
+        result["graph"] = {"nodes": len(graph.adj), "edges": sum(map(len, graph.adj)) // 2,
+                           "join_tolerance": graph.tolerance, "build_s": graph.build_seconds,
+                           "config": asdict(graph.cfg)}
     write_json(out, result)
     stem = out.stem
     for i in sorted(record):
-        goal, imagined = goal_pixels[i], logs[i].imagined
+        goal, log = goal_pixels[i], logs[i]
         sep = np.full_like(goal[:, :2], 255)
         frames = []
-        for k, f in enumerate(logs[i].frames):
-            # observation | what the plan being executed should reach (decoded) | goal
-            panels = [f, imagined[max(0, k - 1)]] if imagined else [f]
+        for k, f in enumerate(log.frames):
+            # observation | the decoded end of the plan being executed | the subgoal it
+            # aims at | goal (the middle panels when there is a decoder, a graph planner)
+            extra = [x[max(0, k - 1)] for x in (log.imagined, log.subgoals) if x]
+            panels = [f, *extra]
             frames.append(np.concatenate([x for p in panels for x in (p, sep)] + [goal], axis=1))
         write_gif(frames, run_dir / f"{stem}_episode{i:02d}.gif", fps=8,
                   scale=max(1, 192 // size))

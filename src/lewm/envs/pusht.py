@@ -51,6 +51,8 @@ WALL_RGB = np.array([211, 211, 211], np.float32)  # LightGray
 BLOCK_RGB = np.array([119, 136, 153], np.float32)  # LightSlateGray
 AGENT_RGB = np.array([65, 105, 225], np.float32)  # RoyalBlue
 
+# The task's fixed target: agent (256, 400), block (256, 256) turned by pi / 4, at rest.
+TARGET = np.array([256.0, 400.0, 256.0, 256.0, np.pi / 4, 0.0, 0.0])
 # Where reset() draws start and goal states (the authors' ranges).
 AGENT_RANGE = (50.0, 450.0)
 BLOCK_RANGE = (100.0, 400.0)
@@ -272,7 +274,7 @@ class PushTEnv(PixelWorld):
         hi = np.array([CANVAS, CANVAS, CANVAS, CANVAS, 2 * np.pi, MAX_SPEED, MAX_SPEED])
         lo = np.array([0, 0, 0, 0, 0, -MAX_SPEED, -MAX_SPEED])
         self.state_space = gym.spaces.Box(lo.astype(np.float32), hi.astype(np.float32))
-        self.goal = np.array([256.0, 400.0, 256.0, 256.0, np.pi / 4, 0.0, 0.0])
+        self.goal = TARGET.copy()
         self.sim.set_state(self.goal)
 
     @staticmethod
@@ -288,7 +290,8 @@ class PushTEnv(PixelWorld):
         s[4] %= 2 * np.pi
         return s
 
-    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+    @staticmethod
+    def sample_state(rng: np.random.Generator) -> np.ndarray:
         """A random state: block anywhere in the middle, agent clear of it, at rest."""
         while True:
             block = rng.uniform(*BLOCK_RANGE, size=2)
@@ -343,6 +346,12 @@ class PushTEnv(PixelWorld):
             "goal_state": self.goal.astype(np.float32),
             "success": self.is_success(s, self.goal),
         }
+
+
+def far_pairs(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`lewm eval --goals far`: the full task, from a random start to the fixed target pose
+    (the block at the centre turned by pi / 4, the agent below it)."""
+    return [(PushTEnv.sample_state(rng), TARGET.copy()) for _ in range(n)]
 
 
 def teleport(env: PushTEnv, rng: np.random.Generator) -> None:

@@ -66,6 +66,22 @@ def sample_free(rng: np.random.Generator, n: int) -> np.ndarray:
     return out[:n]
 
 
+FAR_MARGIN = 40.0  # how far from the wall both ends of a far pair lie
+
+
+def far_pairs(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`lewm eval --goals far`: n (start, goal) positions in different rooms, each at least
+    FAR_MARGIN units from the wall, so that every path runs through the door."""
+    pairs = []
+    while len(pairs) < n:
+        a, b = sample_free(rng, 2)
+        left = WALL_X[0] - FAR_MARGIN
+        right = WALL_X[1] + FAR_MARGIN
+        if (a[0] <= left and b[0] >= right) or (a[0] >= right and b[0] <= left):
+            pairs.append((a, b))
+    return pairs
+
+
 class TwoRoomRenderer:
     """Renders agent positions as the authors' Two-Room does, so that their checkpoints see
     the images they were trained on: on the 224 px canvas with pixel i at coordinate i, the

@@ -17,6 +17,7 @@ import torch
 
 from lewm.model.normalize import ZScore
 from lewm.planning.cem import CEMConfig, cem, episode_generators
+from lewm.planning.graph import SubgoalPlanner
 
 
 @dataclass
@@ -28,6 +29,9 @@ class EpisodeLog:
     imagined: list = field(default_factory=list)
     """with a decoder: beside each recorded frame, the decoded last prediction of the plan
     being executed (what the model expects the plan to reach)"""
+    subgoals: list = field(default_factory=list)
+    """with a graph planner: beside each recorded frame, the recorded frame the plan being
+    executed aims at (the goal image once the route reaches it)"""
 
 
 class ActionScaler:
@@ -85,7 +89,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
 @torch.no_grad()
 def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             replan: int | None = None, seed: int = 0, record=(),
-            episode_ids=None, decoder=None) -> tuple[list[EpisodeLog], list]:
+            episode_ids=None, decoder=None, graph=None) -> tuple[list[EpisodeLog], list]:
     """Drive `envs` (already reset; `obs` their first observations) towards `goal_pixels`
     (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode at success.
 
@@ -100,6 +104,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     `record`: the envs (positions in `envs`) whose frames are kept.
     decoder: embeddings (n, D) -> images (n, H, W, 3) uint8; with it, recorded episodes also
     keep the decoded final prediction of each plan (`EpisodeLog.imagined`).
+    graph: a `LatentGraph` over recorded frames; with it each plan aims at the next subgoal
+    on the route to the goal (lewm.planning.graph) instead of at the goal itself.
     """
     B, device = len(envs), model.device
     fs, hist = model.cfg.frameskip, min(cem_cfg.context, model.cfg.history)
@@ -112,6 +118,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
         return model.encode(torch.from_numpy(np.stack(frames))[:, None].to(device))[:, 0]
 
     goal_emb = encode(list(goal_pixels))  # (B, D)
+    subgoals = SubgoalPlanner(graph, goal_emb) if graph is not None else None
     logs = [EpisodeLog() for _ in range(B)]
     for i, env in enumerate(envs):
         logs[i].success = logs[i].success or env.success()
@@ -122,6 +129,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     ctx_act = [[] for _ in range(B)]  # per episode: the blocks executed between them
     timings = []
     expected: dict[int, np.ndarray] = {}  # recorded episode -> decoded plan end
+    aim: dict[int, np.ndarray] = {}  # recorded episode -> image of its current subgoal
     plan, t = None, 0
     while t < budget:
         active = [i for i in range(B) if not logs[i].success]
@@ -140,8 +148,14 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                 init = torch.zeros_like(plan[active])  # the unexecuted tail, then zeros
                 init[:, : cem_cfg.horizon - replan] = plan[active][:, replan:]
             start = time.perf_counter()
-            cost = latent_cost(model, context, context_act, goal_emb[active],
-                               precision=cem_cfg.precision)
+            target = goal_emb[active]
+            if subgoals is not None:
+                target, nodes = subgoals(active, z)
+                for j, i in enumerate(active):
+                    if i in record:
+                        aim[i] = (goal_pixels[i] if nodes[j] < 0 or graph.frames is None
+                                  else graph.frames[nodes[j]])
+            cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision)
             new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
                               device, init, low, high)
             timings.append((time.perf_counter() - start, len(active)))
@@ -166,6 +180,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                     logs[i].frames.append(obs[i])
                     if i in expected:
                         logs[i].imagined.append(expected[i])
+                    if i in aim:
+                        logs[i].subgoals.append(aim[i])
                 if terminated:
                     logs[i].success, logs[i].success_step = True, logs[i].steps
         block_index += 1

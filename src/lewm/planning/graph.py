@@ -1,0 +1,180 @@
+"""Subgoals from a graph over recorded frames, for goals that flat CEM cannot reach.
+
+CEM minimises the latent distance to the goal over a 5-block horizon. Behind a wall, every
+short plan that moves towards the goal's embedding ends against the wall, and the plans
+that would go round it look worse than staying. A route through the training data fixes
+this: recorded frames are nodes, one action block apart along their episodes, and a frame
+is also joined to frames of other episodes that the model predicts it can reach in one
+block: some of `probes` random action blocks, rolled out one block from it, lands within
+the model's own one-block prediction error of them. (Joining frames merely close in latent
+space would join frames on either side of a thin wall.) The shortest path from the frame
+nearest the current observation to the frame nearest the goal is a chain of reachable
+subgoals; CEM plans towards the one `lookahead` blocks along it, re-localising at every
+re-plan, and towards the goal itself once the route is shorter than that.
+
+Embeddings are the model's own, so the graph is built for one model and one dataset.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lewm.errors import LewmError
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    nodes: int = 4000
+    """recorded frames (one per action block) in the graph, at most"""
+    neighbours: int = 16
+    """nearest frames (in latent distance) of other episodes tried as one-block successors"""
+    probes: int = 64
+    """random action blocks rolled out from each frame to find the frames it can reach"""
+    lookahead: int = 8
+    """blocks along the route to the subgoal CEM plans towards (with a perfect model of
+    Two-Room, 3 blocks reach too little in 200 steps; 5 and 8 reach far goals)"""
+
+    def __post_init__(self):
+        if min(self.nodes - 1, self.neighbours, self.probes, self.lookahead) < 1:
+            raise LewmError("graph planner: nodes >= 2, and neighbours, probes and lookahead "
+                            ">= 1")
+
+
+class LatentGraph:
+    """Nodes: embeddings (N, D) of recorded frames; edges weighted by latent distance."""
+
+    def __init__(self, emb: torch.Tensor, episode: np.ndarray, cfg: GraphConfig,
+                 successors: torch.Tensor, tolerance: float, frames: np.ndarray | None = None):
+        """emb: (N, D) node embeddings, episode by episode in time order (one block apart);
+        episode: (N,) episode id of each node; successors: (N, K, D) predicted embeddings one
+        random block after each node; tolerance: how close a predicted successor must come
+        to a node to join it; frames: (N, H, W, 3) the nodes' images, to show."""
+        self.emb, self.cfg, self.frames = emb.float(), cfg, frames
+        self.tolerance = tolerance
+        n = len(emb)
+        self.adj: list[dict[int, float]] = [{} for _ in range(n)]
+        same = episode[1:] == episode[:-1]
+        steps = (self.emb[1:] - self.emb[:-1]).norm(dim=1)  # (N - 1,)
+        for i in np.flatnonzero(same):
+            self._join(i, i + 1, float(steps[i]))
+        k = min(cfg.neighbours + 1, n)
+        for lo in range(0, n, 512):  # candidates: the k nearest nodes, by blocks of rows
+            hi = min(lo + 512, n)
+            idx = torch.cdist(self.emb[lo:hi], self.emb).topk(k, dim=1, largest=False)[1]
+            cand = self.emb[idx]  # (b, k, D)
+            # distance from each candidate to the nearest predicted successor of the node
+            reach = torch.cdist(cand, successors[lo:hi].float()).amin(2)  # (b, k)
+            direct = (cand - self.emb[lo:hi, None]).norm(dim=2)  # (b, k)
+            for r, (js, ok, d) in enumerate(zip(idx.tolist(), (reach <= tolerance).tolist(),
+                                                direct.tolist())):
+                i = lo + r
+                for j, good, dj in zip(js, ok, d):
+                    if good and j != i and episode[j] != episode[i]:
+                        self._join(i, j, dj)
+
+    def _join(self, i: int, j: int, w: float):
+        w = max(w, 1e-6)
+        self.adj[i][j] = min(w, self.adj[i].get(j, np.inf))
+        self.adj[j][i] = self.adj[i][j]
+
+    def nearest(self, z: torch.Tensor) -> np.ndarray:
+        """Index of the node nearest each embedding of z (b, D)."""
+        return torch.cdist(z.float().cpu(), self.emb).argmin(1).numpy()
+
+    def towards(self, target: int) -> tuple[np.ndarray, np.ndarray]:
+        """Dijkstra from `target`: (distance of every node to it, next node on its way)."""
+        n = len(self.adj)
+        dist = np.full(n, np.inf)
+        nxt = np.full(n, -1)
+        dist[target] = 0.0
+        heap = [(0.0, target)]
+        while heap:
+            d, i = heapq.heappop(heap)
+            if d > dist[i]:
+                continue
+            for j, w in self.adj[i].items():
+                if d + w < dist[j]:
+                    dist[j], nxt[j] = d + w, i
+                    heapq.heappush(heap, (d + w, j))
+        return dist, nxt
+
+
+class SubgoalPlanner:
+    """Per episode: the route from the current frame's node to the goal's node, and the
+    subgoal `lookahead` blocks along it (see the module docstring)."""
+
+    def __init__(self, graph: LatentGraph, goal_emb: torch.Tensor):
+        self.graph, self.goal_emb = graph, goal_emb  # (B, D)
+        self.goal_node = graph.nearest(goal_emb)
+        self.routes = {}  # goal node -> (dist, next)
+
+    def _route(self, goal_node: int):
+        if goal_node not in self.routes:
+            self.routes[goal_node] = self.graph.towards(goal_node)
+        return self.routes[goal_node]
+
+    def __call__(self, episodes, z: torch.Tensor):
+        """episodes: indices into the goals; z (b, D) their current embeddings. Returns (the
+        embeddings to plan towards (b, D), for each the node index or -1 for the goal)."""
+        now = self.graph.nearest(z)
+        out, shown = [], []
+        for e, n in zip(episodes, now):
+            dist, nxt = self._route(int(self.goal_node[e]))
+            node, hops = int(n), 0
+            while np.isfinite(dist[node]) and nxt[node] >= 0 and hops < self.graph.cfg.lookahead:
+                node, hops = int(nxt[node]), hops + 1
+            if not np.isfinite(dist[int(n)]) or hops < self.graph.cfg.lookahead:
+                out.append(self.goal_emb[e])  # near the goal, or no route: the goal itself
+                shown.append(-1)
+            else:
+                out.append(self.graph.emb[node].to(self.goal_emb.device))
+                shown.append(node)
+        return torch.stack(out), shown
+
+
+@torch.no_grad()
+def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> LatentGraph:
+    """The graph over frames one action block apart of randomly drawn `episodes` of an
+    EpisodeData, until `cfg.nodes` frames (see the module docstring)."""
+    from lewm.model.normalize import ZScore
+    from lewm.probe import embed_rows
+
+    fs, A = model.cfg.frameskip, model.cfg.action_dim
+    rng = np.random.default_rng(seed)
+    rows, ep_of, count = [], [], 0
+    for e in rng.permutation(np.asarray(episodes)):
+        start, length = int(data.ep_offset[e]), int(data.ep_len[e])
+        r = (start + np.arange(0, length, fs))[: cfg.nodes - count]
+        rows.append(r)
+        ep_of.append(np.full(len(r), e))
+        count += len(r)
+        if count >= cfg.nodes:
+            break
+    rows_all, ep_all = np.concatenate(rows), np.concatenate(ep_of)
+    order = np.argsort(rows_all, kind="stable")  # sorted reads; episodes stay contiguous
+    rows_all, ep_all = rows_all[order], ep_all[order]
+    emb = embed_rows(model, data.pixels, rows_all)  # (N, D)
+    ctx = emb[:, None].to(model.device)
+
+    def one_block(first: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        out = [model.rollout(first[i : i + 4096], None, blocks[i : i + 4096, None])[:, 0]
+               for i in range(0, len(first), 4096)]
+        return torch.cat(out).float().cpu()
+
+    # The model's one-block error on the recorded transitions sets the tolerance.
+    z = ZScore.of(model.stats).blocks(fs)
+    nxt = np.flatnonzero(ep_all[1:] == ep_all[:-1])
+    acts = data.action[rows_all[nxt][:, None] + np.arange(fs)].reshape(len(nxt), fs * A)
+    acts = torch.from_numpy(np.nan_to_num(z.to_z(acts))).float().to(model.device)
+    err = (one_block(ctx[nxt], acts) - emb[nxt + 1]).norm(dim=1)
+    steps = (emb[nxt + 1] - emb[nxt]).norm(dim=1)
+    tolerance = float(torch.quantile(err, 0.9) + 0.25 * steps.median()) if len(nxt) else 0.0
+    gen = torch.Generator().manual_seed(seed)
+    probe = torch.randn(len(emb) * cfg.probes, fs * A, generator=gen).to(model.device)
+    succ = one_block(ctx.repeat_interleave(cfg.probes, 0), probe).view(len(emb), cfg.probes, -1)
+    frames = np.asarray(data.pixels[rows_all])
+    return LatentGraph(emb, ep_all, cfg, succ, tolerance, frames)
