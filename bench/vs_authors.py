@@ -8,9 +8,9 @@ Planning: the paper's CEM (300 samples, 30 elites, horizon 5, the current frame 
 with each side's own solver: lewm's `cem` + `latent_cost`, the peer's `CEMSolver` +
 `LeWM.get_cost`. Both start from the same context and goal embeddings (each solver encodes
 its frames once per plan, outside what is timed here). A CEM iteration does the same work
-every time, so the paper-size model on a CPU is timed for `--paper-iterations` iterations
-and scaled to 30 (the result file says so). The peer plans `batch_size` episodes at a time;
-the fastest of `--peer-batches` is used for 50 episodes.
+every time, so each model is timed for fewer iterations (`--paper-iterations`,
+`--small-iterations`) and scaled to 30 (the result file says so). The peer plans
+`batch_size` episodes at a time; the fastest of `--peer-batches` is used for 50 episodes.
 
 Training: one optimisation step (forward, prediction MSE + 0.09 SIGReg, backward, AdamW) at
 the paper batch (128 clips of 4 frames), lewm's `loss_terms` against the peer's modules with
@@ -46,6 +46,8 @@ p.add_argument("--reps", type=int, default=5)
 p.add_argument("--episodes", type=int, default=50)
 p.add_argument("--paper-iterations", type=int, default=1,
                help="CEM iterations timed for the paper model on a CPU (scaled to 30)")
+p.add_argument("--small-iterations", type=int, default=10,
+               help="CEM iterations timed for the tworoom-cpu model (scaled to 30)")
 p.add_argument("--peer-batches", default="1,10,50", help="the peer's batch_size values tried")
 p.add_argument("--train-batch", type=int, default=128)
 p.add_argument("--sizes", default="tworoom-cpu,paper")
@@ -167,7 +169,7 @@ class HFStyle(nn.Module):
 def bench_planning(name: str, ours, theirs) -> dict:
     FRAMESKIP[id(theirs)] = (ours.cfg.frameskip, ours.cfg.action_dim)
     big = name != "tworoom-cpu" and device.type == "cpu"
-    iters = args.paper_iterations if big else 30
+    iters = args.paper_iterations if big else args.small_iterations
     scale = 30 / iters
     g = torch.Generator().manual_seed(1)
     D, E = ours.cfg.embed_dim, args.episodes

@@ -76,3 +76,65 @@ def test_a_damaged_model_file_is_refused(tworoom_file, tmp_path):
     r = run_cli("eval", out, "--episodes", 1, "--gifs", 0, check=False)
     assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def tiny_stopped(tworoom_file, tmp_path):
+    """A tiny run stopped after 4 of 20 steps, resumable."""
+    out = tmp_path / "run"
+    run_cli("train", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+            "--stop-after", 4, "--quiet")
+    return out
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("stats.json", "{not json", "stats.json: damaged"),
+    ("stats.json", "{}", "stats.json: damaged"),
+    ("config.json", "[1, 2]", "not a checkpoint config"),
+    ("config.json", '{"format": 1, "train": {"model": {}}}', "no 'data' section"),
+])
+def test_damaged_checkpoint_files_are_one_line_errors(tiny_stopped, name, content, match):
+    (tiny_stopped / "checkpoint" / name).write_text(content)
+    for args in (("eval", tiny_stopped, "--episodes", 1), ("train", "--resume", tiny_stopped)):
+        r = run_cli(*args, check=False)
+        assert r.returncode == 2 and match in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_truncated_resume_file_is_a_one_line_error(tiny_stopped):
+    resume = tiny_stopped / "checkpoint" / "resume.pt"
+    resume.write_bytes(resume.read_bytes()[:200])
+    r = run_cli("train", "--resume", tiny_stopped, check=False)
+    assert r.returncode == 2 and "resume.pt: damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_resume_refuses_a_dataset_that_changed(tworoom_file, tmp_path):
+    """The run's data file re-collected (or replaced) at the same path between stop and
+    resume: the run would silently continue on other clips and statistics."""
+    import shutil
+
+    from conftest import write_episode_file
+
+    data = tmp_path / "data.h5"
+    shutil.copy(tworoom_file, data)
+    out = tmp_path / "run"
+    run_cli("train", "--preset", "tiny", "--data", data, "--out", out, "--stop-after", 2,
+            "--quiet")
+    write_episode_file(data, [41] * 12, size=32)
+    r = run_cli("train", "--resume", out, check=False)
+    assert r.returncode == 2 and "not the dataset this run was trained on" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_resume_after_a_torn_metrics_line(tiny_stopped):
+    """A kill mid-write leaves half a line; the resumed run drops it (and the rows past the
+    checkpoint it resumes from) and finishes, curves included."""
+    import json
+
+    metrics = tiny_stopped / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"split": "train", "step": 99, "loss": 0.1}\n{"split": "tr')
+    run_cli("train", "--resume", tiny_stopped, "--quiet")
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert all(r["step"] != 99 for r in rows) and rows[-1]["step"] == 20
+    assert (tiny_stopped / "curves.png").exists()

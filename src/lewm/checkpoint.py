@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from lewm import __version__
 from lewm.errors import LewmError
 from lewm.model import LeWM, ModelConfig
+from lewm.model.normalize import ZScore
 
 FORMAT = 1
 FILES = ("config.json", "model.safetensors", "stats.json")
@@ -82,6 +83,12 @@ def read_meta(path) -> dict:
         meta = json.loads((ckpt / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise LewmError(f"{ckpt / 'config.json'}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise LewmError(f"{ckpt / 'config.json'}: not a checkpoint config (a JSON object "
+                        f"expected, found {type(meta).__name__})")
+    for key in ("train", "data"):
+        if not isinstance(meta.get(key), dict):
+            raise LewmError(f"{ckpt / 'config.json'}: damaged (no {key!r} section)")
     if meta.get("format") != FORMAT:
         raise LewmError(
             f"{ckpt}: checkpoint format {meta.get('format')!r} (lewm "
@@ -133,6 +140,12 @@ def _load_model(path, device) -> LeWM:
             f"{ckpt}: weights do not match the config (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}); was it written by another version of lewm?"
         )
-    model.stats = json.loads((ckpt / "stats.json").read_text())
+    try:
+        model.stats = json.loads((ckpt / "stats.json").read_text())
+        ZScore.of(model.stats)  # the one entry every use needs
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise LewmError(f"{ckpt / 'stats.json'}: damaged ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:80] if str(e) else 'no action statistics'})"
+                        ) from None
     model.meta = meta
     return model.to(device).eval()

@@ -27,9 +27,12 @@ def _save(fig, out_png, dpi: int) -> None:
 
 def read_metrics(path) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
             row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # blank, or torn by a kill mid-write
+        if isinstance(row, dict) and "split" in row:
             rows.setdefault(row["split"], []).append(row)
     return rows
 

@@ -11,15 +11,21 @@ from pathlib import Path
 
 from lewm.checkpoint import find_checkpoint
 from lewm.errors import LewmError
+from lewm.io import atomic_path
 from lewm.locks import lock_file
 
 
 class MetricsLog:
     """metrics.jsonl (always) and TensorBoard (when installed)."""
 
-    def __init__(self, run_dir: Path, enabled: bool):
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None):
+        """resume_step: a resumed run restarts from this step's checkpoint; rows logged
+        after it by the interrupted run (which will be logged again), and a line torn by a
+        kill mid-write, are dropped first."""
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
+        if enabled and resume_step is not None and self.path.exists():
+            self._keep_until(resume_step)
         self.tb = None
         if enabled:
             try:
@@ -28,6 +34,18 @@ class MetricsLog:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:  # TensorBoard is an optional extra: lewm[tensorboard]
                 self.tb = None
+
+    def _keep_until(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+                kept.append(line)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in kept))
 
     def write(self, split: str, step: int, values: dict) -> None:
         if not self.enabled:

@@ -8,6 +8,7 @@ the global batch).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -82,9 +83,18 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
         "image_size": m.image_size, "action_dim": data.action_dim,
         "world": str(data.attrs.get("world", cfg.world)),
         "val_episodes": val_eps.tolist(), "train_clips": len(train),
-        "val_clips": len(val) if val else 0,
+        "val_clips": len(val) if val else 0, "fingerprint": data_fingerprint(data),
     }
     return RunData(train, val, stats, info)
+
+
+def data_fingerprint(data: EpisodeData) -> str:
+    """SHA-256 of an episode file's episode table and actions: cheap to recompute, and
+    different for a re-collected or another dataset at the same path (`--resume` checks)."""
+    h = hashlib.sha256()
+    for a in (data.ep_len, data.ep_offset, data.action, np.asarray(data.image_size)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +180,13 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
         if not resume_file.exists():
             raise LewmError(f"{resume_file}: missing, so the run cannot be resumed (the weights "
                             "still load with lewm.load)")
-        state = torch.load(resume_file, weights_only=False)
+        try:
+            state = torch.load(resume_file, weights_only=False)
+            state["step"], state["optimizer"], state["scheduler"]  # noqa: B018 (must exist)
+        except Exception as e:  # a truncated or damaged file: torch raises many types
+            raise LewmError(f"{resume_file}: damaged, so the run cannot be resumed "
+                            f"({type(e).__name__}); the weights still load with lewm.load"
+                            ) from None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -184,6 +200,12 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
         raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
 
     run = load_run_data(cfg, data_path)
+    if resume:
+        recorded = meta["data"].get("fingerprint")  # absent in runs started before it was kept
+        if recorded is not None and recorded != run.info["fingerprint"]:
+            raise LewmError(f"{data_path}: not the dataset this run was trained on (its episodes "
+                            "or actions changed); resume with the original file, or start a "
+                            "new run")
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
@@ -224,7 +246,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
-    log = MetricsLog(run_dir, dist_ctx.main)
+    log = MetricsLog(run_dir, dist_ctx.main, resume_step=start if resume else None)
     if dist_ctx.main and not resume:
         (run_dir / "config.json").write_text(json.dumps(
             {"lewm_version": __version__, **meta}, indent=2) + "\n")
