@@ -138,3 +138,33 @@ def test_resume_after_a_torn_metrics_line(tiny_stopped):
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert all(r["step"] != 99 for r in rows) and rows[-1]["step"] == 20
     assert (tiny_stopped / "curves.png").exists()
+
+
+def test_a_full_disk_stops_collection_cleanly(tmp_path, monkeypatch):
+    """HDF5 crashes (errors, then a segmentation fault) when a write hits a full disk; the
+    writer checks the space first and leaves nothing behind."""
+    import shutil
+    from collections import namedtuple
+
+    from lewm.data.collect import CollectConfig, check_resources, collect
+    from lewm.errors import LewmError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
+    out = tmp_path / "d.h5"
+    with pytest.raises(LewmError, match="no space left"):
+        collect(CollectConfig(episodes=4, steps=10, size=16, compression="lzf"), out,
+                progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".d.h5.tmp-*"))
+    with pytest.raises(LewmError, match="free on its disk"):
+        check_resources(CollectConfig(episodes=100, steps=100, size=64), out)
+    with pytest.raises(LewmError, match="of memory"):
+        check_resources(CollectConfig(episodes=8, steps=10_000_000, size=224), out)
+
+
+def test_os_errors_of_the_machine_are_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run_cli("collect", "tworoom", "--episodes", 1, "--steps", 5, "--size", 16, "--out",
+                blocker / "d.h5", check=False)
+    assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -375,7 +376,18 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as e:
         print(f"lewm {args.verb}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in USER_OS_ERRORS:
+            raise
+        # The machine's, not lewm's: a full disk, a read-only place, a missing permission.
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lewm {args.verb}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
+
+
+USER_OS_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                  errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 
 
 if __name__ == "__main__":

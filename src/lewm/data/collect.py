@@ -6,8 +6,11 @@ file is the same whatever the number of environments.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -110,7 +113,37 @@ def collect(cfg: CollectConfig, out, force: bool = False, progress: bool = True)
         return _collect_envs(cfg, out, force, progress)
 
 
+def check_resources(cfg: CollectConfig, out) -> None:
+    """Refuse up front what cannot fit: the frames of one group of parallel episodes in
+    memory, and (uncompressed) the whole file on disk."""
+    frame = cfg.size * cfg.size * 3
+    group = min(cfg.num_envs, cfg.episodes) * (cfg.steps + 1) * frame
+    available = _available_memory()
+    if group > 0.8 * available:
+        raise LewmError(f"--steps {cfg.steps} at --size {cfg.size} needs ~{_size(group)} of "
+                        f"memory for {min(cfg.num_envs, cfg.episodes)} episodes in flight, "
+                        f"{_size(available)} available (lower --steps, --size or --num-envs)")
+    if cfg.compression == "none":
+        total = cfg.episodes * (cfg.steps + 1) * frame
+        free = shutil.disk_usage(Path(out).resolve().parent).free
+        if total > free:
+            raise LewmError(f"{out}: needs ~{_size(total)}, {_size(free)} free on its disk "
+                            "(collect fewer episodes, or --compression blosc)")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
+def _available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
 def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
+    check_resources(cfg, out)
     cfg = replace(cfg, policy=cfg.policy or DEFAULT_POLICY[cfg.world])
     envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
     try:

@@ -9,6 +9,7 @@ renamed when complete, so a crash never leaves a file that looks finished.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -81,8 +82,19 @@ class EpisodeWriter:
         return self
 
     def add(self, episode: dict[str, np.ndarray]) -> None:
-        """Append one episode: a dict of per-step columns with equal first dimension."""
+        """Append one episode: a dict of per-step columns with equal first dimension.
+
+        The free space is checked first: HDF5 fails badly on a full disk (errors while
+        freeing its objects, then a segmentation fault), so the write stops before that,
+        with the temporary file removed and a one-line error."""
         n = len(episode["action"])
+        raw = sum(np.asarray(v).nbytes for v in episode.values())
+        need = (raw if not self.compress else raw // 20) + (4 << 20)  # + metadata slack
+        free = shutil.disk_usage(self.tmp.parent).free
+        if free < need:
+            raise LewmError(f"{self.tmp.parent}: no space left for {self.path.name} ({free >> 20} "
+                            f"MB free, the next episode needs ~{need >> 20} MB); nothing was "
+                            "written")
         for name, value in episode.items():
             value = np.asarray(value)
             if name not in self.file:
