@@ -106,3 +106,39 @@ def test_bad_model_config():
         ModelConfig(image_size=100, patch_size=14)
     with pytest.raises(LewmError, match="encoder"):
         ModelConfig(encoder="resnet")
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: torch.rand(2, 1, 32, 32, 3), r"scale \[0, 1\] images by 255"),
+    (lambda: torch.randint(0, 255, (2, 1, 3, 32, 32), dtype=torch.uint8), "channels first"),
+    (lambda: torch.randint(0, 255, (2, 1, 32, 32, 4), dtype=torch.uint8), "RGBA"),
+    (lambda: torch.randint(0, 255, (2, 1, 32, 32, 1), dtype=torch.uint8), "grayscale"),
+    (lambda: torch.randint(0, 255, (2, 32, 32, 3), dtype=torch.uint8), "no time axis"),
+    (lambda: torch.zeros(0, 1, 32, 32, 3, dtype=torch.uint8), "empty batch"),
+    (lambda: torch.full((1, 1, 32, 32, 3), 300.0), r"values in \[0, 255\]"),
+    (lambda: [[1, 2, 3]], "got list"),
+])
+def test_encode_refuses_what_it_would_get_wrong(model, make, match):
+    with pytest.raises(ValueError, match=match):
+        model.encode(make())
+
+
+def test_encode_takes_numpy_and_float_0_255_alike(model):
+    import numpy as np
+
+    model.eval()
+    img = np.random.default_rng(0).integers(0, 256, (2, 1, 32, 32, 3), dtype=np.uint8)
+    a = model.encode(torch.from_numpy(img))
+    torch.testing.assert_close(model.encode(img), a)
+    as_float = torch.from_numpy(img).float()
+    torch.testing.assert_close(model.encode(as_float), a)
+    assert as_float.max() > 1  # the caller's tensor is not scaled in place
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_load_on_a_missing_device(tmp_path):
+    import lewm
+    from lewm.errors import LewmError
+
+    with pytest.raises(LewmError, match="CUDA is not available"):
+        lewm.load(tmp_path, device="cuda")

@@ -61,14 +61,20 @@ class LeWM(nn.Module):
 
     def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 images (N, H, W, 3) -> normalised float (N, 3, S, S) at the encoder's size."""
-        x = pixels.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
+        x = pixels.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W); never in place
         S = self.cfg.image_size
         if x.shape[-2:] != (S, S):
             x = F.interpolate(x, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
         return (x - self.pixel_mean) / self.pixel_std
 
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 images (B, T, H, W, 3) -> embeddings (B, T, D)."""
+    def encode(self, pixels) -> torch.Tensor:
+        """uint8 images (B, T, H, W, 3) -> embeddings (B, T, D).
+
+        Also takes numpy arrays, and float images with values in [0, 255]. Anything else is a
+        ValueError naming the expected layout: channels first, RGBA, grayscale, a missing
+        time axis, an empty batch, and float images in [0, 1] (which would otherwise give a
+        silently wrong embedding)."""
+        pixels = check_images(pixels, self.device)
         B, T = pixels.shape[:2]
         x = self.preprocess(pixels.flatten(0, 1))  # (B*T, 3, S, S)
         z = self.projector(self.encoder(x))  # (B*T, D)
@@ -136,6 +142,40 @@ class LeWM(nn.Module):
             preds.append(nxt)
             embs = torch.cat([embs, nxt], 1)
         return torch.cat(preds, 1)  # (B, K, D)
+
+
+def check_images(pixels, device) -> torch.Tensor:
+    """`pixels` as a tensor on `device` if it is a batch of clips of RGB images (B, T, H, W, 3),
+    uint8 or float in [0, 255]; a ValueError naming the expected layout otherwise."""
+    expected = "uint8 images (B, T, H, W, 3): batch, time, height, width, RGB"
+    if not isinstance(pixels, torch.Tensor):
+        import numpy as np
+
+        if not isinstance(pixels, np.ndarray):
+            raise ValueError(f"encode expects {expected}, got {type(pixels).__name__}")
+        pixels = torch.from_numpy(np.ascontiguousarray(pixels))
+    shape = tuple(pixels.shape)
+    if pixels.ndim != 5 or shape[-1] != 3:
+        hint = ""
+        if pixels.ndim == 5 and shape[2] == 3:
+            hint = " (channels first? move them last)"
+        elif pixels.ndim == 5 and shape[-1] in (1, 4):
+            hint = " (grayscale or RGBA: convert to RGB)"
+        elif pixels.ndim == 4 and shape[-1] == 3:
+            hint = " (no time axis? add one: pixels[:, None])"
+        raise ValueError(f"encode expects {expected}; got shape {shape}{hint}")
+    if pixels.numel() == 0:
+        raise ValueError(f"encode expects {expected}; got an empty batch, shape {shape}")
+    if pixels.dtype != torch.uint8:
+        if not pixels.is_floating_point():
+            raise ValueError(f"encode expects {expected}; got dtype {pixels.dtype}")
+        lo, hi = float(pixels.min()), float(pixels.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"encode expects values in [0, 255]; got [{lo:.3g}, {hi:.3g}]")
+        if 0 < hi <= 1:
+            raise ValueError("encode expects values in [0, 255]; these float images lie in "
+                             f"[{lo:.3g}, {hi:.3g}] (scale [0, 1] images by 255, or pass uint8)")
+    return pixels.to(device)
 
 
 def count_parameters(module: nn.Module) -> int:
