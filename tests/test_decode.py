@@ -67,6 +67,11 @@ def test_decode_writes_its_outputs_and_refuses_a_foreign_decoder(tiny_run, tmp_p
     size = json.loads((tiny_run / "decoder.json").read_text())["image_size"]
     # observation | decoded plan end | goal, 2-pixel white separators, scaled up
     assert gif.width == (3 * size + 4) * max(1, 192 // size)
+    # The surprise figure gains the observed and decoded predicted frames at the event.
+    from lewm.surprise import surprise
+
+    surprise(tiny_run, trajectories=4, blocks=4, device="cpu")
+    assert (tiny_run / "surprise.png").exists()
 
     # The same decoder copied beside another model: refused in one line.
     other = tmp_path / "other"

@@ -103,12 +103,25 @@ def plot_probe(truth, preds: dict, names: list[str], out_png) -> None:
     _save(fig, out_png, dpi=100)
 
 
-def plot_surprise(curves: dict, event: int, out_png) -> None:
-    """Mean surprise (prediction error) per frame for each variant, with the event marked."""
+def plot_surprise(curves: dict, event: int, out_png, pictures: dict | None = None) -> None:
+    """Mean surprise (prediction error) per frame for each variant, with the event marked.
+    pictures: variant -> (observed frame, decoded prediction) at the event, shown beneath
+    when the run has a decoder."""
     import numpy as np
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    if pictures:
+        fig = plt.figure(figsize=(6.5, 6.4))
+        grid = fig.add_gridspec(3, 2 * len(pictures), height_ratios=[3.8, 1.3, 0.1])
+        ax = fig.add_subplot(grid[0, :])
+        for i, (name, (seen, expected)) in enumerate(pictures.items()):
+            for j, (img, what) in enumerate(((seen, "observed"), (expected, "predicted"))):
+                sub = fig.add_subplot(grid[1, 2 * i + j])
+                sub.imshow(img)
+                sub.set_axis_off()
+                sub.set_title(f"{name}\n{what}", fontsize=7)
+    else:
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for name, c in curves.items():
         t = np.arange(1, c.shape[1])
         m = np.nanmean(c[:, 1:], 0)

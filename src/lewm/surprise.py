@@ -62,17 +62,21 @@ def rollout_variant(world, size, fs, seeds, actions, event_block, variant):
 
 
 @torch.no_grad()
-def surprise_curve(model, frames: np.ndarray, actions_z: np.ndarray) -> np.ndarray:
-    """(N, K + 1) prediction errors; column 0 (nothing to predict from) is NaN."""
+def surprise_curve(model, frames: np.ndarray, actions_z: np.ndarray, keep: int | None = None):
+    """(N, K + 1) prediction errors; column 0 (nothing to predict from) is NaN. With `keep`,
+    also the predicted embedding (N, D) of frame `keep`: (errors, predictions)."""
     z = model.encode(torch.from_numpy(frames).to(model.device)).float()  # (N, K + 1, D)
     a = torch.from_numpy(actions_z).float().to(model.device)  # (N, K, blk)
     h = model.cfg.history
     out = np.full(frames.shape[:2], np.nan)
+    kept = None
     for t in range(1, frames.shape[1]):
         lo = max(0, t - h)
         pred = model.predict(z[:, lo:t], model.embed_actions(a[:, lo:t]))[:, -1]
         out[:, t] = ((pred - z[:, t]) ** 2).sum(-1).cpu().numpy()
-    return out
+        if t == keep:
+            kept = pred
+    return out if keep is None else (out, kept)
 
 
 def _stats():
@@ -128,10 +132,15 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     actions = np.stack(actions)  # (N, K, fs, A)
     actions_z = ZScore.of(model.stats).to_z(actions).reshape(trajectories, blocks, -1)
     event = blocks // 2
-    curves = {}
+    curves, pictures = {}, {}
+    from lewm.decode import load_decoder, to_images
+
+    decoder = load_decoder(run_dir, model.device)
     for variant in ("unperturbed", "teleport", "colour"):
         frames = rollout_variant(world, size, fs, seeds, actions, event, variant)
-        curves[variant] = surprise_curve(model, frames, actions_z)
+        curves[variant], pred = surprise_curve(model, frames, actions_z, keep=event)
+        if decoder is not None:  # trajectory 0 at the event: what happened, what was expected
+            pictures[variant] = (frames[0, event], to_images(decoder, size)(pred[:1])[0])
     base = curves["unperturbed"]
     result = {"world": world, "trajectories": trajectories, "blocks": blocks,
               "event_block": event, "frameskip": fs, "variants": {}}
@@ -151,5 +160,5 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     write_json(out, result)
     from lewm.plots import plot_surprise
 
-    plot_surprise(curves, event, run_dir / "surprise.png")
+    plot_surprise(curves, event, run_dir / "surprise.png", pictures)
     return result
