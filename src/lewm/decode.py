@@ -40,13 +40,13 @@ from lewm.probe import embed_rows
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    steps: int = 3000
+    steps: int = 2000
     """optimisation steps of the decoder"""
     batch_size: int = 64
     """frames per step"""
     lr: float = 2e-3
     """AdamW peak learning rate (cosine decay)"""
-    channels: tuple[int, ...] = (128, 64, 32, 16)
+    channels: tuple[int, ...] = (64, 32, 16, 8)
     """channels of each x2 upsampling stage, coarse to fine"""
     frames: int = 20_000
     """training frames drawn from the run's training episodes (fewer at large sizes, to
@@ -73,7 +73,7 @@ class Decoder(nn.Module):
     """Embedding (N, D) -> image (N, 3, S, S) in [0, 1]: a linear map to a coarse grid, then
     (x2 nearest upsampling -> 3x3 conv -> GroupNorm -> GELU) per stage, a 3x3 conv to RGB."""
 
-    def __init__(self, embed_dim: int, image_size: int, channels=(128, 64, 32, 16)):
+    def __init__(self, embed_dim: int, image_size: int, channels=(64, 32, 16, 8)):
         super().__init__()
         self.image_size = image_size
         self.base = math.ceil(image_size / 2 ** len(channels))  # coarse grid side
