@@ -55,8 +55,8 @@ def kill_after(cmd, seconds: float) -> int:
 data = work / "tworoom.h5"
 run("collect", "tworoom", "--episodes", 12, "--steps", 40, "--size", 32, "--seed", 3, "--out",
     data, "--quiet")
-train = ["--preset", "tiny", "--data", data, "--set", "steps=60", "--set", "ckpt_every=2",
-         "--set", "val_every=20", "--quiet"]
+train = ["--preset", "tiny", "--data", data, "--set", "steps=400", "--set", "ckpt_every=2",
+         "--set", "val_every=100", "--quiet"]
 reference = work / "reference"
 run("train", *train, "--out", reference)
 
@@ -67,10 +67,11 @@ while kills < args.kills:
     cmd = ["train", "--resume", run_dir, "--quiet"] if resumable else [
         "train", *train, "--out", run_dir, "--force"]
     fresh_starts += not resumable
-    code = kill_after(cmd, rng.uniform(1.0, 6.0))
-    if code == -9:
+    code = kill_after(cmd, rng.uniform(1.5, 8.0))
+    finished = code == 0 or (code == 2 and "already finished" in run(*cmd, check=False).stderr)
+    if code == -9 and not finished:
         kills += 1
-    elif code == 0:  # finished before its kill: start again to keep killing
+    elif finished:  # finished before its kill: start again to keep killing
         run_dir = work / f"killed{kills}"
     else:
         raise SystemExit(f"after {kills} kills, `lewm {' '.join(map(str, cmd))}` failed ({code})")

@@ -11,6 +11,7 @@ never a mix.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
@@ -36,6 +37,38 @@ def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict
     old = ckpt_dir.with_name(ckpt_dir.name + ".old")
     if not ckpt_dir.exists() and _complete(old):
         old.rename(ckpt_dir)  # an earlier swap was cut between its renames: restore it first
+    try:
+        _write(tmp, model, meta, stats, resume)
+    except Exception as e:  # a full disk, a read-only place: the previous checkpoint is kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = _storage_fault(e)
+        if cause is None:
+            raise
+        raise LewmError(f"{ckpt_dir}: checkpoint not written ({cause}); the previous "
+                        "checkpoint, if any, is unchanged") from None
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt_dir.exists():
+        ckpt_dir.rename(old)
+    tmp.rename(ckpt_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _storage_fault(e: Exception) -> str | None:
+    """The disk's fault behind a failed write, if it is one. safetensors and torch.save
+    report them in their own exception types, with the OS message inside."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES,
+                                             errno.EDQUOT):
+        return e.strerror
+    for text in ("No space left on device", "Read-only file system", "Permission denied",
+                 "Disk quota exceeded"):
+        if text in str(e):
+            return text
+    if "failed writing" in str(e) or "unexpected pos" in str(e):  # torch.save's write errors
+        return "write failed: is the disk full?"
+    return None
+
+
+def _write(tmp: Path, model: LeWM, meta: dict, stats: dict, resume: dict | None) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -46,11 +79,6 @@ def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     if resume is not None:
         torch.save(resume, tmp / "resume.pt")
-    shutil.rmtree(old, ignore_errors=True)
-    if ckpt_dir.exists():
-        ckpt_dir.rename(old)
-    tmp.rename(ckpt_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def find_checkpoint(path) -> Path:

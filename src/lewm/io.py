@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from contextlib import contextmanager
@@ -30,6 +31,12 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+            # Name the file the user asked for, not the temporary one (which goes below).
+            raise LewmError(f"{path}: not written ({e.strerror}); any earlier {path.name} is "
+                            "unchanged") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -9,7 +9,6 @@ the global batch).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import shutil
@@ -29,6 +28,7 @@ from lewm.data.prefetch import Prefetcher, as_tensors
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
+from lewm.io import write_json
 from lewm.locks import exclusive, lock_file
 from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM
@@ -248,8 +248,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
     log = MetricsLog(run_dir, dist_ctx.main, resume_step=start if resume else None)
     if dist_ctx.main and not resume:
-        (run_dir / "config.json").write_text(json.dumps(
-            {"lewm_version": __version__, **meta}, indent=2) + "\n")
+        write_json(run_dir / "config.json", {"lewm_version": __version__, **meta})
 
     def checkpoint(step: int) -> None:
         if dist_ctx.main:
