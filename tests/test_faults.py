@@ -124,6 +124,8 @@ def test_resume_refuses_a_dataset_that_changed(tworoom_file, tmp_path):
     r = run_cli("train", "--resume", out, check=False)
     assert r.returncode == 2 and "not the dataset this run was trained on" in r.stderr
     assert "Traceback" not in r.stderr
+    r = run_cli("train", "--resume", out, "--force-data", "--stop-after", 2, "--quiet")
+    assert "stopped early" in r.stdout
 
 
 def test_resume_after_a_torn_metrics_line(tiny_stopped):

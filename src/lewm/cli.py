@@ -67,7 +67,7 @@ def cmd_train(args) -> None:
             raise LewmError("--resume continues a run with its own config and data; drop "
                             "--set/--data")
         summary = train(None, None, args.resume, resume=True, progress=not args.quiet,
-                        stop_after=args.stop_after)
+                        stop_after=args.stop_after, force_data=args.force_data)
     else:
         if not args.data or not args.out:
             raise LewmError("--data and --out are required (or --resume RUN_DIR)")
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
                    help="stop (with a checkpoint) after this many steps; --resume continues")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
+    t.add_argument("--force-data", action="store_true",
+                   help="--resume although the run's dataset changed since it started")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)")

@@ -141,15 +141,16 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          prepared: bool = False) -> dict:
+          prepared: bool = False, force_data: bool = False) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
-    already made the run directory with `prepare_run_dir`.
+    already made the run directory with `prepare_run_dir`. `force_data`: resume although the
+    dataset differs from the one the run started on (its fingerprint in config.json).
 
     The run directory is locked for the whole run: a second `train` of it (or `--force` over
     it) is refused while this one lives."""
-    args = (cfg, data_path, out, force, resume, progress, stop_after, prepared)
+    args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data)
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(*args)  # under torchrun rank 0 holds the lock
     out = Path(out)
@@ -167,7 +168,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
         raise
 
 
-def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -> dict:
+def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
+           force_data=False) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
@@ -202,10 +204,10 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared) -
     run = load_run_data(cfg, data_path)
     if resume:
         recorded = meta["data"].get("fingerprint")  # absent in runs started before it was kept
-        if recorded is not None and recorded != run.info["fingerprint"]:
+        if recorded is not None and recorded != run.info["fingerprint"] and not force_data:
             raise LewmError(f"{data_path}: not the dataset this run was trained on (its episodes "
-                            "or actions changed); resume with the original file, or start a "
-                            "new run")
+                            "or actions changed); resume with the original file, start a new "
+                            "run, or pass --force-data to continue on it knowingly")
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
