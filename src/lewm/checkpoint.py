@@ -126,20 +126,22 @@ def read_meta(path) -> dict:
     return meta
 
 
-def load_model(path, device="cpu", attempts: int = 3) -> LeWM:
+def load_model(path, device="cpu", attempts: int = 10) -> LeWM:
     """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` and
     `model.meta` (the checkpoint's config.json) set. Needs the model code alone: a checkpoint
     of a world whose extra is not installed still loads. A run that is writing a new
-    checkpoint may move the files away mid-read; the read is then tried again."""
+    checkpoint may swap the files mid-read (then config.json's checksum and the weights read
+    disagree, or a file is gone); the read is tried again, and only a fault that persists
+    (a damaged file) is reported."""
+    import time
+
     for attempt in range(attempts):
         try:
             return _load_model(path, device)
         except (FileNotFoundError, LewmError):
             if attempt == attempts - 1:
                 raise
-            import time
-
-            time.sleep(0.05)
+            time.sleep(0.01 * (attempt + 1))
 
 
 def _load_model(path, device) -> LeWM:
