@@ -30,7 +30,7 @@ from torch import nn
 
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
-from lewm.data.clips import EpisodeData, split_episodes
+from lewm.data.clips import EpisodeData, held_out_split
 from lewm.devices import resolve_device
 from lewm.errors import LewmError
 from lewm.io import atomic_path, check_output, write_gif, write_json
@@ -162,11 +162,6 @@ def to_images(dec: Decoder, size: int):
     return pixels
 
 
-def _rows(data: EpisodeData, episodes, n: int, rng) -> np.ndarray:
-    rows = data.episode_rows(episodes)
-    return np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
-
-
 def _to_float(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).float().div_(255.0)  # (N, H, W, 3)
 
@@ -209,18 +204,15 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     data_path = data_path or meta["data"]["path"]
     data = EpisodeData(data_path)
     size = data.image_size[0]
-    val_eps = np.asarray(meta["data"].get("val_episodes") or [], dtype=np.int64)
-    if len(val_eps) == 0 or val_eps.max() >= data.num_episodes:
-        _, val_eps = split_episodes(data.num_episodes, 0.2, cfg.seed)
-    train_eps = np.setdiff1d(np.arange(data.num_episodes), val_eps)
+    train_eps, val_eps = held_out_split(meta["data"], data.num_episodes, cfg.seed)
     if len(train_eps) == 0 or len(val_eps) == 0:
         raise LewmError(f"{data_path}: needs training and held-out episodes for a decoder")
 
     rng = np.random.default_rng(cfg.seed)
     frame_bytes = size * size * 3
     n_train = max(cfg.batch_size, min(cfg.frames, (1 << 30) // frame_bytes))
-    rows = {"train": _rows(data, train_eps, n_train, rng),
-            "test": _rows(data, val_eps, cfg.test_frames, rng)}
+    rows = {"train": data.sample_rows(train_eps, n_train, rng),
+            "test": data.sample_rows(val_eps, cfg.test_frames, rng)}
     emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}  # (n, D) on the CPU
     images = {k: np.asarray(data.pixels[r]) for k, r in rows.items()}  # (n, H, W, 3) uint8
 

@@ -15,7 +15,7 @@ import torch
 
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, load_model
-from lewm.data.clips import EpisodeData, split_episodes
+from lewm.data.clips import EpisodeData, held_out_split
 from lewm.devices import resolve_device
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
@@ -110,15 +110,10 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or meta["data"]["path"]
     data = EpisodeData(data_path)
-    val_eps = np.asarray(meta["data"].get("val_episodes") or [], dtype=np.int64)
-    if len(val_eps) == 0 or val_eps.max() >= data.num_episodes:
-        _, val_eps = split_episodes(data.num_episodes, 0.2, seed)
-    train_eps = np.setdiff1d(np.arange(data.num_episodes), val_eps)
+    train_eps, val_eps = held_out_split(meta["data"], data.num_episodes, seed)
     rng = np.random.default_rng(seed)
-    rows = {}
-    for name, eps in (("train", train_eps), ("test", val_eps)):
-        r = data.episode_rows(eps)
-        rows[name] = np.sort(rng.choice(r, size=min(max_rows, len(r)), replace=False))
+    rows = {name: data.sample_rows(eps, max_rows, rng)
+            for name, eps in (("train", train_eps), ("test", val_eps))}
     per_split = {k: targets(world, data.lowdim, r, data_path) for k, r in rows.items()}
     emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}
     widths = {q: v.shape[1] for q, v in per_split["train"].items()}

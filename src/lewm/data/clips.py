@@ -32,6 +32,16 @@ def split_episodes(n_episodes: int, val_fraction: float, seed: int):
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def held_out_split(data_meta: dict, n_episodes: int, seed: int):
+    """(train, held-out) episodes of a run: the validation episodes its checkpoint recorded
+    (`data_meta` is its config.json's "data" section), or, when none fit this file (an
+    imported run, another dataset), a fresh 80/20 split seeded by `seed`."""
+    val = np.asarray(data_meta.get("val_episodes") or [], dtype=np.int64)
+    if len(val) == 0 or val.max() >= n_episodes:
+        _, val = split_episodes(n_episodes, 0.2, seed)
+    return np.setdiff1d(np.arange(n_episodes), val), val
+
+
 def _memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -71,6 +81,12 @@ class EpisodeData:
         """All row indices of the given episodes."""
         return np.concatenate([np.arange(o, o + n) for o, n in
                                zip(self.ep_offset[episodes], self.ep_len[episodes])])
+
+    def sample_rows(self, episodes, n: int, rng: np.random.Generator) -> np.ndarray:
+        """At most n distinct rows of the given episodes, drawn with `rng`, sorted (for
+        HDF5 reads)."""
+        rows = self.episode_rows(episodes)
+        return np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
 
     def close(self):
         self.file.close()
