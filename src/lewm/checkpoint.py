@@ -11,7 +11,6 @@ never a mix.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import shutil
@@ -22,7 +21,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
 from lewm import __version__
-from lewm.errors import LewmError
+from lewm.errors import STORAGE_ERRNOS, LewmError
 from lewm.model import LeWM, ModelConfig
 from lewm.model.normalize import ZScore
 
@@ -56,8 +55,7 @@ def save_checkpoint(ckpt_dir, model: LeWM, meta: dict, stats: dict, resume: dict
 def _storage_fault(e: Exception) -> str | None:
     """The disk's fault behind a failed write, if it is one. safetensors and torch.save
     report them in their own exception types, with the OS message inside."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES,
-                                             errno.EDQUOT):
+    if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
         return e.strerror
     for text in ("No space left on device", "Read-only file system", "Permission denied",
                  "Disk quota exceeded"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lewm import __version__
 from lewm.cliconfig import add_flags, describe_fields, from_flags
-from lewm.errors import LewmError
+from lewm.errors import STORAGE_ERRNOS, LewmError
 
 
 def cmd_collect(args) -> None:
@@ -388,8 +388,8 @@ def main(argv=None) -> int:
     return 0
 
 
-USER_OS_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
-                  errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
+USER_OS_ERRORS = STORAGE_ERRNOS | {errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                                   errno.EEXIST}
 
 
 if __name__ == "__main__":

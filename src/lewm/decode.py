@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lewm import __version__
-from lewm.checkpoint import find_checkpoint, load_model
+from lewm.checkpoint import find_checkpoint, load_model, read_meta
 from lewm.data.clips import EpisodeData, held_out_split
 from lewm.devices import resolve_device
 from lewm.errors import LewmError
@@ -120,7 +120,12 @@ def agent_centroid(images: torch.Tensor, world: str) -> torch.Tensor:
 
 
 def model_digest(run_dir) -> str:
-    """SHA-256 of a run's model.safetensors: which world model a decoder belongs to."""
+    """SHA-256 of a run's model.safetensors: which world model a decoder belongs to. The
+    checksum config.json records (and every load verifies), else the file hashed (older
+    checkpoints)."""
+    recorded = read_meta(run_dir).get("model_sha256")
+    if recorded is not None:
+        return recorded
     return hashlib.sha256((find_checkpoint(run_dir) / "model.safetensors").read_bytes()).hexdigest()
 
 

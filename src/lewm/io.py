@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from lewm.errors import LewmError
+from lewm.errors import STORAGE_ERRNOS, LewmError
 
 
 def check_output(path, force: bool) -> Path:
@@ -32,7 +31,7 @@ def atomic_path(path):
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+        if e.errno in STORAGE_ERRNOS:
             # Name the file the user asked for, not the temporary one (which goes below).
             raise LewmError(f"{path}: not written ({e.strerror}); any earlier {path.name} is "
                             "unchanged") from None
