@@ -103,11 +103,12 @@ def plan_lewm(model, ctx, goal, iterations, precision="fp32"):
         episode_generators(0, range(B)), device)
 
 
-def plan_peer(model, ctx, goal, iterations, batch_size):
+def plan_peer(model, cfg, ctx, goal, iterations, batch_size):
+    """cfg: the ModelConfig of the sizes (frameskip, action_dim) the peer model was built with."""
     B, D = ctx.shape[0], ctx.shape[-1]
     solver = CEMSolver(model, batch_size=batch_size, num_samples=300, var_scale=1.0,
                        n_steps=iterations, topk=30, device=device, seed=0)
-    fs, A = FRAMESKIP[id(model)]
+    fs, A = cfg.frameskip, cfg.action_dim
     from gymnasium.spaces import Box
 
     solver.configure(action_space=Box(-1.0, 1.0, shape=(B, A)), n_envs=B,
@@ -117,9 +118,6 @@ def plan_peer(model, ctx, goal, iterations, batch_size):
             "goal_emb": goal.view(B, 1, D)}
     with contextlib.redirect_stdout(io.StringIO()):  # the solver prints its solve time
         solver.solve(info)
-
-
-FRAMESKIP = {}
 
 
 def timed(fn) -> float:
@@ -167,7 +165,6 @@ class HFStyle(nn.Module):
 
 
 def bench_planning(name: str, ours, theirs) -> dict:
-    FRAMESKIP[id(theirs)] = (ours.cfg.frameskip, ours.cfg.action_dim)
     big = name != "tworoom-cpu" and device.type == "cpu"
     iters = args.paper_iterations if big else args.small_iterations
     scale = 30 / iters
@@ -178,15 +175,15 @@ def bench_planning(name: str, ours, theirs) -> dict:
     row = {"cem_iterations_timed": iters, "scaled_to_iterations": 30}
     # The work of one episode-plan (30 iterations of 300 candidates), counted by torch.
     flops = {"lewm": count_flops(partial(plan_lewm, ours, ctx[:1], goal[:1], 1)),
-             "peer": count_flops(partial(plan_peer, theirs, ctx[:1], goal[:1], 1, 1))}
+             "peer": count_flops(partial(plan_peer, theirs, ours.cfg, ctx[:1], goal[:1], 1, 1))}
     row["gflop_per_episode_plan"] = {k: round(30 * v / 1e9, 2) for k, v in flops.items()}
     row["machine_limit_ms_per_episode_plan"] = {
         f"{k}_{prec}": round(1000 * 30 * v / PEAK[prec], 1)
         for k, v in flops.items() for prec in PEAK}
     plan_lewm(ours, ctx[:2], goal[:2], 1)  # warm-up
-    plan_peer(theirs, ctx[:2], goal[:2], 1, 2)
+    plan_peer(theirs, ours.cfg, ctx[:2], goal[:2], 1, 2)
     # The peer's fastest batch_size for E episodes, one timing each.
-    tries = {b: timed(partial(plan_peer, theirs, ctx, goal, iters, b))
+    tries = {b: timed(partial(plan_peer, theirs, ours.cfg, ctx, goal, iters, b))
              for b in map(int, args.peer_batches.split(",")) if b <= E}
     best = min(tries, key=tries.get)
     row["peer_batch_size_tried_ms_per_episode_plan"] = {
@@ -196,7 +193,7 @@ def bench_planning(name: str, ours, theirs) -> dict:
         c, z = ctx[:episodes], goal[:episodes]
         runs = {"lewm": partial(plan_lewm, ours, c, z, iters),
                 "lewm_bf16": partial(plan_lewm, ours, c, z, iters, "bf16"),
-                "peer": partial(plan_peer, theirs, c, z, iters, min(best, episodes))}
+                "peer": partial(plan_peer, theirs, ours.cfg, c, z, iters, min(best, episodes))}
         t = {k: [] for k in runs}
         for _ in range(args.reps):  # interleaved
             for k, fn in runs.items():

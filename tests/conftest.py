@@ -45,3 +45,15 @@ def tworoom_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tworoom.h5"
     collect(CollectConfig(episodes=12, steps=40, size=32, seed=3), path, progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tworoom_file, tmp_path_factory):
+    """A `tiny` run trained on `tworoom_file`, one per test module (modules write their own
+    evaluations and analyses into it)."""
+    from lewm.presets import get_preset
+    from lewm.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(get_preset("tiny"), tworoom_file, out, progress=False)
+    return out

@@ -44,14 +44,21 @@ def _module(name: str, path: Path) -> types.ModuleType:
     return sys.modules[name]
 
 
-def load():
-    """The peer's modules (`lewm`, `module`, `loss`), or a pytest skip when absent."""
+def _require(*deps: str, extras: str = "parity") -> Path:
+    """The peer's install folder, or a pytest skip naming what is missing: the peer itself or
+    one of `deps`."""
     root = _root()
     if root is None:
         pytest.skip(MISSING)
-    for dep in ("einops", "transformers"):
+    for dep in deps:
         if importlib.util.find_spec(dep) is None:
-            pytest.skip(f"{dep} is not installed (pip install -e '.[parity]')")
+            pytest.skip(f"{dep} is not installed (pip install -e '.[{extras}]')")
+    return root
+
+
+def load():
+    """The peer's modules (`lewm`, `module`, `loss`), or a pytest skip when absent."""
+    root = _require("einops", "transformers")
     _package("stable_worldmodel", root)
     _package("stable_worldmodel.wm", root / "wm")
     lewm_pkg = _package("stable_worldmodel.wm.lewm", root / "wm" / "lewm")
@@ -89,12 +96,7 @@ RELEASED_CONFIG = {
 def cem_solver():
     """The authors' `CEMSolver` class (stable_worldmodel/solver/cem.py), loaded by path, for
     the side-by-side planning benchmark."""
-    root = _root()
-    if root is None:
-        pytest.skip(MISSING)
-    for dep in ("loguru", "gymnasium"):
-        if importlib.util.find_spec(dep) is None:
-            pytest.skip(f"{dep} is not installed (pip install -e '.[parity,worlds]')")
+    root = _require("loguru", "gymnasium", extras="parity,worlds")
     _package("stable_worldmodel", root)
     _module("stable_worldmodel.protocols", root / "protocols.py")
     _package("stable_worldmodel.solver", root / "solver")
@@ -204,9 +206,7 @@ def compare(lib, peer, ours, seed: int = 0, device="cpu") -> dict:
 def hdf5_writer():
     """The authors' `HDF5Writer` (stable_worldmodel/data/formats/hdf5.py), loaded by path with
     its package's cache-directory helper stubbed out."""
-    root = _root()
-    if root is None:
-        pytest.skip(MISSING)
+    root = _require()
     pytest.importorskip("hdf5plugin", reason="hdf5plugin is not installed (lewm[authors])")
     data = root / "data"
     _package("stable_worldmodel", root)

@@ -11,15 +11,6 @@ from conftest import run_cli
 from lewm.decode import AGENT_MARKER, DecodeConfig, Decoder, agent_centroid, decode, load_decoder
 from lewm.envs import tworoom
 from lewm.errors import LewmError
-from lewm.presets import get_preset
-from lewm.train import train
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tworoom_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("decode") / "tiny"
-    train(get_preset("tiny"), tworoom_file, out, progress=False)
-    return out
 
 
 def test_decoder_output_size_and_range():

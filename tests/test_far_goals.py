@@ -93,12 +93,8 @@ def test_graph_planner_goes_through_the_door_where_flat_cem_stays_at_the_wall(wi
     assert results == {"flat": [False, False], "graph": [True, True]}
 
 
-def test_eval_cli_far_goals_with_the_graph_planner(tworoom_file, tmp_path):
-    from lewm.presets import get_preset
-    from lewm.train import train
-
-    run = tmp_path / "tiny"
-    train(get_preset("tiny"), tworoom_file, run, progress=False)
+def test_eval_cli_far_goals_with_the_graph_planner(tiny_run):
+    run = tiny_run
     r = run_cli("eval", run, "--goals", "far", "--planner", "graph", "--episodes", 2,
                 "--samples", 8, "--elites", 2, "--iterations", 1, "--gifs", 1, "--nodes", 100)
     assert "budget 200 steps" in r.stdout

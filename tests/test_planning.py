@@ -124,16 +124,6 @@ def test_dataset_pairs(tworoom_file, tmp_path):
     assert wilson(45, 50)[0] < 0.9 < wilson(45, 50)[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tworoom_file, tmp_path_factory):
-    from lewm.presets import get_preset
-    from lewm.train import train
-
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(get_preset("tiny"), tworoom_file, out, progress=False)
-    return out
-
-
 def test_evaluation_is_deterministic(tiny_run):
     cfg = EvalConfig(episodes=4, gifs=1)
     cem_cfg = CEMConfig(samples=20, elites=4, iterations=2)

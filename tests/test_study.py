@@ -16,13 +16,6 @@ from lewm.surprise import auroc, paired_t_test
 from lewm.train import train
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tworoom_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "tiny"
-    train(get_preset("tiny"), tworoom_file, out, progress=False)
-    return out
-
-
 def test_ridge_recovers_a_linear_map():
     torch.manual_seed(0)
     x = torch.randn(500, 6)
