@@ -9,6 +9,7 @@ from conftest import run_cli
 from lewm.envs import tworoom
 from lewm.errors import LewmError
 from lewm.evaluate import EvalConfig, dataset_pairs, evaluate, make_envs, wilson
+from lewm.model.normalize import ZScore
 from lewm.planning.cem import CEMConfig, cem
 from lewm.planning.mpc import run_mpc, run_random
 
@@ -75,7 +76,7 @@ class OracleTwoRoom:
     image (the centroid of red), and rollouts apply the true dynamics."""
 
     cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3)
-    stats = {"action": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}}
+    trained = SimpleNamespace(action=ZScore(np.zeros(2, np.float32), np.ones(2, np.float32)))
     device = torch.device("cpu")
 
     def encode(self, pixels):  # (B, T, H, W, 3) uint8 -> (B, T, 2)
@@ -168,6 +169,35 @@ def test_an_episode_is_planned_the_same_alone_or_in_a_batch(tiny_run):
         np.testing.assert_array_equal(alone, together[i])
     other_seed = frames(make_envs("tworoom", 32, pairs[:1]), [1])[0]  # another episode's noise
     assert not np.array_equal(other_seed, together[0])
+
+
+def test_a_model_fresh_from_training_plans_as_the_same_model_loaded(tworoom_file, tmp_path):
+    """train() leaves its card (world, statistics, configs) on the model it returns: the
+    in-memory model plans exactly as the checkpoint loaded from disk."""
+    import lewm
+    from lewm.presets import get_preset
+    from lewm.train import train
+
+    fresh = train(get_preset("tiny"), tworoom_file, tmp_path / "run", progress=False)["model"]
+    loaded = lewm.load(tmp_path / "run")
+    for field in ("world", "image_size", "train", "data", "step"):
+        assert getattr(fresh.card, field) == getattr(loaded.card, field), field
+    assert set(fresh.card.stats) == set(loaded.card.stats)
+    np.testing.assert_allclose(fresh.card.action.std, loaded.card.action.std)
+    pairs = dataset_pairs(tworoom_file, 2, offset=25, seed=1)
+    runs = []
+    for model in (fresh, loaded):
+        envs, obs = make_envs("tworoom", 32, pairs)
+        goals = np.stack([e.goal_pixels() for e in envs])
+        logs, _ = run_mpc(model, envs, obs, goals, CEMConfig(samples=16, elites=4, iterations=2),
+                          budget=10, seed=0, record=range(2))
+        runs.append([np.stack(log.frames) for log in logs])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(LewmError, match="no card"):
+        from lewm.model import LeWM
+
+        run_mpc(LeWM(fresh.cfg), envs, obs, goals, CEMConfig(), budget=5)
 
 
 def test_eval_cli_and_its_errors(tiny_run, tmp_path):

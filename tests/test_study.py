@@ -1,5 +1,6 @@
 """Probing, surprise and the collapse study, on tiny runs."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -133,10 +134,13 @@ class OracleEmbedding:
     """Two-Room's perfect latent: the agent position, read off the image as the centroid of
     the coloured (saturated) pixels, with the true dynamics as its predictor."""
 
-    def __init__(self, meta):
-        self.meta, self.device = meta, torch.device("cpu")
+    def __init__(self, card):
+        from lewm.model.normalize import ZScore
+
+        raw = ZScore(np.zeros(2, np.float32), np.ones(2, np.float32))  # actions as they are
+        self.card = dataclasses.replace(card, stats={**card.stats, "action": raw})
+        self.device = torch.device("cpu")
         self.cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3)
-        self.stats = {"action": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}}
 
     def encode(self, pixels):  # (B, T, H, W, 3) uint8 -> (B, T, 2)
         from lewm.envs import tworoom
@@ -168,9 +172,9 @@ def test_probe_and_surprise_on_an_oracle(tiny_run, monkeypatch):
     import lewm.surprise
     from lewm.checkpoint import load_model
 
-    oracle = OracleEmbedding(load_model(tiny_run).meta)
+    oracle = OracleEmbedding(load_model(tiny_run).card)
     for module in (lewm.probe, lewm.surprise):
-        monkeypatch.setattr(module, "load_model", lambda *a, **k: oracle)
+        monkeypatch.setattr(module, "open_run", lambda *a, **k: oracle)
     r = lewm.probe.probe(tiny_run, max_rows=400, force=True)
     assert r["probes"]["linear"]["agent_position"]["r"] > 0.99
     r = lewm.surprise.surprise(tiny_run, trajectories=16, blocks=8, force=True)

@@ -30,7 +30,8 @@ def test_run_directory_and_load(tworoom_file, tmp_path):
     assert {"pred_loss", "sigreg", "lr", "grad_norm", "frames_per_s"} <= set(train_rows[-1])
     assert {"pred_loss", "std_min", "std_mean", "effective_rank", "rank_abs"} <= set(val_rows[-1])
     model = lewm.load(out)
-    assert not model.training and set(model.stats) >= {"action", "state"}
+    assert not model.training and set(model.card.stats) >= {"action", "state"}
+    assert model.card.world == "tworoom" and model.card.step == 20
     pixels = torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8)
     again = lewm.load(out / "checkpoint")
     torch.testing.assert_close(model.encode(pixels), again.encode(pixels))

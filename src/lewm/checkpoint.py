@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from lewm import __version__
 from lewm.errors import STORAGE_ERRNOS, LewmError
-from lewm.model import LeWM, ModelConfig
+from lewm.model import LeWM, ModelCard, ModelConfig
 from lewm.model.normalize import ZScore
 
 FORMAT = 1
@@ -125,12 +125,12 @@ def read_meta(path) -> dict:
 
 
 def load_model(path, device="cpu", attempts: int = 10) -> LeWM:
-    """The model of a checkpoint (or run) directory, in eval mode, with `model.stats` and
-    `model.meta` (the checkpoint's config.json) set. Needs the model code alone: a checkpoint
-    of a world whose extra is not installed still loads. A run that is writing a new
-    checkpoint may swap the files mid-read (then config.json's checksum and the weights read
-    disagree, or a file is gone); the read is tried again, and only a fault that persists
-    (a damaged file) is reported."""
+    """The model of a checkpoint (or run) directory, in eval mode, with its `model.card`
+    (world, statistics, configs; `card.meta` is the checkpoint's config.json) set. Needs the
+    model code alone: a checkpoint of a world whose extra is not installed still loads. A run
+    that is writing a new checkpoint may swap the files mid-read (then config.json's checksum
+    and the weights read disagree, or a file is gone); the read is tried again, and only a
+    fault that persists (a damaged file) is reported."""
     import time
 
     for attempt in range(attempts):
@@ -169,11 +169,17 @@ def _load_model(path, device) -> LeWM:
             f"{unexpected[:3]}); was it written by another version of lewm?"
         )
     try:
-        model.stats = json.loads((ckpt / "stats.json").read_text())
-        ZScore.of(model.stats)  # the one entry every use needs
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raw = json.loads((ckpt / "stats.json").read_text())
+        stats = {name: ZScore.from_dict(entry) for name, entry in raw.items()}
+        stats["action"]  # noqa: B018 (the one entry every use needs)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as e:
         raise LewmError(f"{ckpt / 'stats.json'}: damaged ({type(e).__name__}: "
                         f"{str(e).splitlines()[0][:80] if str(e) else 'no action statistics'})"
                         ) from None
-    model.meta = meta
+    try:
+        model.card = ModelCard.from_checkpoint(meta, stats)
+    except (KeyError, TypeError, ValueError) as e:
+        raise LewmError(f"{ckpt / 'config.json'}: damaged (the data section's "
+                        f"{type(e).__name__}: {e})") from None
     return model.to(device).eval()

@@ -29,13 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from lewm import __version__
-from lewm.checkpoint import find_checkpoint, load_model, read_meta
+from lewm.checkpoint import find_checkpoint, read_meta
 from lewm.data.clips import EpisodeData, held_out_split
-from lewm.devices import resolve_device
 from lewm.errors import LewmError
-from lewm.io import atomic_path, check_output, write_gif, write_json
-from lewm.model.normalize import ZScore
+from lewm.io import atomic_path, write_gif, write_json
 from lewm.probe import embed_rows
+from lewm.rundir import open_run
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ def imagine(model, dec: Decoder, data: EpisodeData, episode: int, blocks: int):
     rows = start + fs * np.arange(K + 1)
     real = np.asarray(data.pixels[rows[0] : rows[-1] + 1])[::fs]  # (K+1, H, W, 3)
     raw = data.action[start : start + K * fs].reshape(K, fs * data.action_dim)
-    acts = torch.from_numpy(ZScore.of(model.stats).blocks(fs).to_z(raw)).float()
+    acts = torch.from_numpy(model.trained.action.blocks(fs).to_z(raw)).float()
     emb = model.encode(torch.from_numpy(real)[None].to(model.device))[0]  # (K+1, D)
     pred = model.rollout(emb[:1][None], None, acts[None].to(model.device))[0]  # (K, D)
     pixels = to_images(dec, real.shape[1])
@@ -196,20 +195,18 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
            device: str = "auto", progress: bool = True) -> dict:
     """Train and score a decoder for a run; writes the files listed in the module docstring."""
     run_dir = Path(run_dir)
-    find_checkpoint(run_dir)
     out = run_dir / "decode.json"
-    for name in ("decode.json", "decoder.json", "decoder.safetensors"):
-        check_output(run_dir / name, force)
-    dev = resolve_device(device)
-    model = load_model(run_dir, device=dev)
+    model = open_run(run_dir, ("decode.json", "decoder.json", "decoder.safetensors"), force,
+                     device)
+    dev = model.device
     for p in model.parameters():
         p.requires_grad_(False)
-    meta = model.meta
-    world = meta["data"].get("world", meta["train"]["world"])
-    data_path = data_path or meta["data"]["path"]
+    card = model.card
+    world = card.world
+    data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)
     size = data.image_size[0]
-    train_eps, val_eps = held_out_split(meta["data"], data.num_episodes, cfg.seed)
+    train_eps, val_eps = held_out_split(card.data, data.num_episodes, cfg.seed)
     if len(train_eps) == 0 or len(val_eps) == 0:
         raise LewmError(f"{data_path}: needs training and held-out episodes for a decoder")
 
@@ -292,7 +289,7 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     drift = ((_to_float(imagined) - _to_float(rec)) ** 2).mean((1, 2, 3))
     result["rollout"] = {"episode": episode, "blocks": len(real) - 1,
                          "mse_imagined_vs_reconstructed_per_block": drift.tolist()}
-    result.update({"data": str(data_path), "checkpoint_step": meta.get("step"),
+    result.update({"data": str(data_path), "checkpoint_step": card.step,
                    "model_sha256": digest, "config": asdict(cfg), "version": __version__})
     write_json(out, result)
     from lewm.plots import plot_decode

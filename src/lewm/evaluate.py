@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from lewm import __version__
-from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.hdf5 import open_episodes
-from lewm.devices import resolve_device
 from lewm.envs import make_env
 from lewm.errors import LewmError
-from lewm.io import check_output, write_gif, write_json
+from lewm.io import write_gif, write_json
 from lewm.planning.cem import CEMConfig
 from lewm.planning.graph import GraphConfig
 from lewm.planning.mpc import run_mpc, run_random
+from lewm.rundir import open_run
 
 
 @dataclass(frozen=True)
@@ -182,13 +181,13 @@ def reset_envs(envs, pairs) -> list:
             for env, (start, goal) in zip(envs, pairs)]
 
 
-def _graph(model, data_path, meta, graph_cfg, seed):
+def _graph(model, data_path, data_info, graph_cfg, seed):
     """The graph planner's graph over the run's training episodes (lewm.planning.graph)."""
     from lewm.data.clips import EpisodeData
     from lewm.planning.graph import build_graph
 
     data = EpisodeData(data_path)
-    val = set(meta["data"].get("val_episodes") or [])
+    val = set(data_info.get("val_episodes") or [])
     train_eps = [e for e in range(data.num_episodes) if e not in val] or list(range(
         data.num_episodes))
     t0 = time.perf_counter()
@@ -220,13 +219,10 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     if cfg.replan > cem_cfg.horizon:
         raise LewmError(f"--replan {cfg.replan} exceeds the plan's --horizon {cem_cfg.horizon} "
                         "blocks")
-    find_checkpoint(run_dir)
     out = run_dir / out_name
-    check_output(out, force)
-    model = load_model(run_dir, device=resolve_device(device))
-    meta = model.meta
-    world = meta["data"].get("world", model.meta["train"]["world"])
-    size = int(meta["data"]["image_size"])
+    model = open_run(run_dir, (out_name,), force, device)
+    card = model.card
+    world, size = card.world, card.image_size
     env = make_env(world, size)
     action_dim = env.action_space.shape[0]
     env.close()
@@ -235,7 +231,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
                         f"expects {model.cfg.action_dim}-D")
     budget = 50
     if cfg.goals == "dataset":
-        data_path = data_path or meta["data"]["path"]
+        data_path = data_path or card.data["path"]
         pairs = dataset_pairs(data_path, cfg.episodes, cfg.offset, cfg.seed, world)
     elif cfg.goals == "env":
         pairs = env_pairs(world, cfg.episodes, cfg.seed)
@@ -247,7 +243,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     budget = cfg.budget or budget
     graph = None
     if cfg.planner == "graph":
-        graph = _graph(model, data_path or meta["data"]["path"], meta, graph_cfg, cfg.seed)
+        graph = _graph(model, data_path or card.data["path"], card.data, graph_cfg, cfg.seed)
     t0 = time.perf_counter()
     envs, obs = make_envs(world, size, pairs)
     solved_at_start = [env.success() for env in envs]
@@ -306,8 +302,8 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         "planner": cfg.planner,
         "plan_s_per_episode": float(sum(s for s, _ in timings) / n),
         "data": str(data_path) if cfg.goals == "dataset" else None,
-        "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": meta["train"]},
-        "checkpoint_step": meta.get("step"),
+        "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": card.train},
+        "checkpoint_step": card.step,
         "version": __version__,
         "torch_threads": torch.get_num_threads(),
         "episodes": episodes,

@@ -1,6 +1,6 @@
-"""The LeWM objective (docs/design.md §1.1): the next-embedding prediction error plus lambda
-times SIGReg, the Sketched Isotropic Gaussian Regulariser, and the collapse study's
-alternatives to SIGReg."""
+"""The LeWM objective (docs/design.md §1.1; arXiv 2603.19312 §3.1, Eqs. 1-3): the
+next-embedding prediction error plus lambda times SIGReg, the Sketched Isotropic Gaussian
+Regulariser, and the collapse study's alternatives to SIGReg."""
 
 from __future__ import annotations
 

@@ -226,26 +226,38 @@ def _parse(value: str, tp, key: str):
 
 
 def override(cfg, assignments: list[str]):
-    """Apply `key=value` assignments (nested fields as `model.key`) to a frozen config."""
+    """Apply `key=value` assignments (nested fields as `model.key`) to a frozen config. All
+    assignments are parsed first and each config is rebuilt once, so fields that are only
+    valid together (model.encoder=vit with model.patch_size=8) can be set together."""
+    changes: dict = {}
     for item in assignments:
         if "=" not in item:
             raise LewmError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        cfg = _set(cfg, key.strip().split("."), value.strip(), key)
-    return cfg
+        key = key.strip()
+        _collect(cfg, key.split("."), value.strip(), key, changes)
+    return _apply(cfg, changes)
 
 
-def _set(cfg, path: list[str], value: str, key: str):
+def _collect(cfg, path: list[str], value: str, key: str, changes: dict):
     hints = typing.get_type_hints(type(cfg))
     name = path[0]
     if name not in hints:
         names = ", ".join(f.name for f in dataclasses.fields(cfg))
         raise LewmError(f"--set {key}: unknown field {name!r} (fields: {names})")
     if len(path) > 1:
-        return dataclasses.replace(cfg, **{name: _set(getattr(cfg, name), path[1:], value, key)})
-    if dataclasses.is_dataclass(hints[name]):
+        _collect(getattr(cfg, name), path[1:], value, key, changes.setdefault(name, {}))
+    elif dataclasses.is_dataclass(hints[name]):
         raise LewmError(f"--set {key}: {name!r} is a group; set one of its fields ({name}.X=...)")
-    return dataclasses.replace(cfg, **{name: _parse(value, hints[name], key)})
+    else:
+        changes[name] = _parse(value, hints[name], key)
+
+
+def _apply(cfg, changes: dict):
+    return dataclasses.replace(cfg, **{
+        name: _apply(getattr(cfg, name), v) if isinstance(v, dict) else v
+        for name, v in changes.items()
+    })
 
 
 def to_dict(cfg) -> dict:

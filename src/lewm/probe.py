@@ -1,4 +1,5 @@
-"""Probing the latent space for physical quantities (docs/design.md §1.5).
+"""Probing the latent space for physical quantities (docs/design.md §1.5; arXiv 2603.19312
+§5.1, Table 1, App. F.2).
 
 Frozen embeddings of single frames -> the world's physical state, with a linear probe
 (closed-form ridge) and a small MLP, trained on frames of the run's training episodes and
@@ -14,11 +15,10 @@ import numpy as np
 import torch
 
 from lewm import __version__
-from lewm.checkpoint import find_checkpoint, load_model
 from lewm.data.clips import EpisodeData, held_out_split
-from lewm.devices import resolve_device
 from lewm.errors import LewmError
-from lewm.io import check_output, write_json
+from lewm.io import write_json
+from lewm.rundir import open_run
 
 
 def _angle(column: int, source: str = "state"):
@@ -100,17 +100,15 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
           force: bool = False, device: str = "auto") -> dict:
     """Fit and score the probes; writes probe.json and probe.png in the run directory."""
     run_dir = Path(run_dir)
-    find_checkpoint(run_dir)
     out = run_dir / "probe.json"
-    check_output(out, force)
-    model = load_model(run_dir, device=resolve_device(device))
-    meta = model.meta
-    world = meta["data"].get("world", model.meta["train"]["world"])
+    model = open_run(run_dir, (out.name,), force, device)
+    card = model.card
+    world = card.world
     if world not in QUANTITIES:
         raise LewmError(f"no probe targets are defined for world {world!r}")
-    data_path = data_path or meta["data"]["path"]
+    data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)
-    train_eps, val_eps = held_out_split(meta["data"], data.num_episodes, seed)
+    train_eps, val_eps = held_out_split(card.data, data.num_episodes, seed)
     rng = np.random.default_rng(seed)
     rows = {name: data.sample_rows(eps, max_rows, rng)
             for name, eps in (("train", train_eps), ("test", val_eps))}
@@ -142,8 +140,8 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
         results[kind] = per
     result = {"world": world, "probes": results, "train_rows": len(rows["train"]),
               "test_rows": len(rows["test"]), "test_episodes": len(val_eps),
-              "data": str(data_path), "checkpoint_step": meta.get("step"),
-              "version": __version__, "config": meta["train"]}
+              "data": str(data_path), "checkpoint_step": card.step,
+              "version": __version__, "config": card.train}
     write_json(out, result)
     from lewm.plots import plot_probe
 

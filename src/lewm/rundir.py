@@ -144,3 +144,18 @@ class StopFlag:
     def restore(self):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def open_run(run_dir, outputs: tuple[str, ...], force: bool, device: str = "auto"):
+    """A trained run for a verb that writes `outputs` into it (evaluate, probe, surprise,
+    decode): refuses existing outputs without `force` before any work, then loads the model
+    (its `card` names the world, the image size, the statistics and the data)."""
+    from lewm.checkpoint import load_model
+    from lewm.devices import resolve_device
+    from lewm.io import check_output
+
+    run_dir = Path(run_dir)
+    find_checkpoint(run_dir)
+    for name in outputs:
+        check_output(run_dir / name, force)
+    return load_model(run_dir, device=resolve_device(device))

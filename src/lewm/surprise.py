@@ -1,5 +1,5 @@
 """Surprise: the model's prediction error along trajectories with and without physically
-implausible events (docs/design.md §1.5).
+implausible events (docs/design.md §1.5; arXiv 2603.19312 §5.2, App. F.3).
 
 Three variants of the same trajectories (same start, same actions): unperturbed; a
 mid-episode teleport of the agent or object (a physical violation); a mid-episode colour
@@ -17,13 +17,11 @@ import numpy as np
 import torch
 
 from lewm import __version__
-from lewm.checkpoint import find_checkpoint, load_model
-from lewm.devices import resolve_device
 from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
-from lewm.io import check_output, write_json
-from lewm.model.normalize import ZScore
+from lewm.io import write_json
+from lewm.rundir import open_run
 
 
 def events(world: str):
@@ -106,15 +104,12 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
              force: bool = False, device: str = "auto") -> dict:
     """Run the three variants; writes surprise.json and surprise.png in the run directory."""
     run_dir = Path(run_dir)
-    find_checkpoint(run_dir)
     out = run_dir / "surprise.json"
-    check_output(out, force)
     if trajectories < 2 or blocks < 4:
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
-    model = load_model(run_dir, device=resolve_device(device))
-    world = model.meta["data"].get("world", model.meta["train"]["world"])
+    model = open_run(run_dir, (out.name,), force, device)
+    world, size, fs = model.card.world, model.card.image_size, model.cfg.frameskip
     events(world)
-    size, fs = int(model.meta["data"]["image_size"]), model.cfg.frameskip
     seeds = np.random.SeedSequence(seed).generate_state(trajectories)
     actions = []
     env = make_env(world, size)
@@ -130,7 +125,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
         actions.append(np.asarray(acts).reshape(blocks, fs, -1))
     env.close()
     actions = np.stack(actions)  # (N, K, fs, A)
-    actions_z = ZScore.of(model.stats).to_z(actions).reshape(trajectories, blocks, -1)
+    actions_z = model.card.action.to_z(actions).reshape(trajectories, blocks, -1)
     event = blocks // 2
     curves, pictures = {}, {}
     from lewm.decode import load_decoder, to_images
@@ -155,8 +150,8 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
             "auroc_peak": auroc(np.nanmax(c, 1), np.nanmax(base, 1)),
         }
     result["mean_curves"] = {k: np.nanmean(v[:, 1:], 0).tolist() for k, v in curves.items()}
-    result.update(checkpoint_step=model.meta.get("step"), version=__version__, seed=seed,
-                  config=model.meta["train"])
+    result.update(checkpoint_step=model.card.step, version=__version__, seed=seed,
+                  config=model.card.train)
     write_json(out, result)
     from lewm.plots import plot_surprise
 

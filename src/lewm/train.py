@@ -8,7 +8,9 @@ the global batch).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -31,7 +33,8 @@ from lewm.errors import LewmError
 from lewm.io import write_json
 from lewm.locks import exclusive, lock_file
 from lewm.losses import loss_terms, sigreg
-from lewm.model import LeWM
+from lewm.model import LeWM, ModelCard
+from lewm.model.normalize import ZScore
 from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
 from lewm.rundir import MetricsLog, StopFlag, prepare_run_dir
 
@@ -211,7 +214,9 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
-    model.stats = run.stats
+    model.card = ModelCard(world=run.info["world"], image_size=cfg.model.image_size,
+                           stats={k: ZScore.from_dict(v) for k, v in run.stats.items()},
+                           train=json.loads(json.dumps(to_dict(cfg))), data=run.info)  # as recorded
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, steps))
@@ -261,6 +266,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                 resume_state["ema_target"] = target.state_dict()
             save_checkpoint(run_dir / "checkpoint", model, {**meta, "step": step}, run.stats,
                             resume_state)
+        model.card = dataclasses.replace(model.card, step=step)
 
     local_batch = cfg.batch_size // dist_ctx.world
     end = steps if stop_after is None else min(steps, start + stop_after)
@@ -332,7 +338,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     log.close()
     summary = {"run_dir": str(run_dir), "step": step, "steps": steps,
                "finished": step >= steps, "seconds": seconds, "parameters": params,
-               "val": last_val}
+               "val": last_val, "model": model.eval()}
     if dist_ctx.main and step >= steps:
         from lewm.plots import plot_training
 

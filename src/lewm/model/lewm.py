@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lewm.model.card import ModelCard
 from lewm.model.config import ModelConfig
 from lewm.model.encoders import make_encoder
 from lewm.model.predictor import Predictor
@@ -53,7 +54,19 @@ class LeWM(nn.Module):
         self.pred_proj = projector(cfg.embed_dim, cfg.proj_hidden, cfg.embed_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
-        self.stats: dict = {}  # normalisation statistics, set by training or `lewm.load`
+        # What the model carries beside its weights (world, input statistics, configs): set
+        # by training and by `lewm.load` (lewm.model.card).
+        self.card: ModelCard | None = None
+
+    @property
+    def trained(self) -> ModelCard:
+        """The card, for work that needs a trained model (planning, probing, surprise)."""
+        if self.card is None:
+            from lewm.errors import LewmError
+
+            raise LewmError("this model has no card (world, action statistics): use one made "
+                            "by lewm.train or loaded by lewm.load")
+        return self.card
 
     @property
     def device(self) -> torch.device:

@@ -18,10 +18,19 @@ class ZScore:
     """(A,) std per dimension (1 where a dimension is constant)"""
 
     @classmethod
+    def from_dict(cls, entry: dict) -> ZScore:
+        """From one stats.json entry, {"mean": [...], "std": [...]}."""
+        mean = np.asarray(entry["mean"], np.float32)
+        std = np.asarray(entry["std"], np.float32)
+        if mean.ndim != 1 or mean.shape != std.shape or not (std > 0).all():
+            raise ValueError(f"mean {mean.shape} and std {std.shape} must be matching vectors "
+                             "with std > 0")
+        return cls(mean, std)
+
+    @classmethod
     def of(cls, stats: dict, column: str = "action") -> ZScore:
-        """The statistics of `column` from a checkpoint's stats.json dictionary."""
-        entry = stats[column]
-        return cls(np.asarray(entry["mean"], np.float32), np.asarray(entry["std"], np.float32))
+        """The statistics of `column` from a stats.json dictionary."""
+        return cls.from_dict(stats[column])
 
     def blocks(self, frameskip: int) -> ZScore:
         """The statistics of action blocks: `frameskip` actions concatenated, (fs * A,)."""

@@ -1,4 +1,4 @@
-"""The action-conditioned causal predictor (docs/design.md §1.2).
+"""The action-conditioned causal predictor (docs/design.md §1.2; arXiv 2603.19312 §3.1, App. D).
 
 A transformer over the last `history` frame embeddings. Each token is conditioned on its
 frame's action embedding through AdaLN-zero: the conditioning MLP starts at zero, so every

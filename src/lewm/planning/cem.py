@@ -1,4 +1,5 @@
-"""The cross-entropy method over action sequences, batched over problems and candidates."""
+"""The cross-entropy method over action sequences, batched over problems and candidates
+(docs/design.md §1.4; arXiv 2603.19312 App. B, Algorithm 2)."""
 
 from __future__ import annotations
 

@@ -140,7 +140,6 @@ class SubgoalPlanner:
 def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> LatentGraph:
     """The graph over frames one action block apart of randomly drawn `episodes` of an
     EpisodeData, until `cfg.nodes` frames (see the module docstring)."""
-    from lewm.model.normalize import ZScore
     from lewm.probe import embed_rows
 
     fs, A = model.cfg.frameskip, model.cfg.action_dim
@@ -166,7 +165,7 @@ def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> Laten
         return torch.cat(out).float().cpu()
 
     # The model's one-block error on the recorded transitions sets the tolerance.
-    z = ZScore.of(model.stats).blocks(fs)
+    z = model.trained.action.blocks(fs)
     nxt = np.flatnonzero(ep_all[1:] == ep_all[:-1])
     acts = data.action[rows_all[nxt][:, None] + np.arange(fs)].reshape(len(nxt), fs * A)
     acts = torch.from_numpy(np.nan_to_num(z.to_z(acts))).float().to(model.device)

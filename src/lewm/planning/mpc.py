@@ -1,4 +1,5 @@
-"""Model-predictive control in latent space: plan with CEM, execute, re-plan.
+"""Model-predictive control in latent space: plan with CEM, execute, re-plan (docs/design.md
+§1.4; arXiv 2603.19312 §3.2, Eqs. 4-5).
 
 Every episode being evaluated is planned in the same CEM call: candidates of all episodes
 go through the model's `rollout` together (no Python loop over episodes or candidates).
@@ -37,8 +38,8 @@ class EpisodeLog:
 class ActionScaler:
     """Maps z-scored action blocks (..., frameskip * A) to raw env actions and back."""
 
-    def __init__(self, stats: dict, frameskip: int, action_space):
-        self.z = ZScore.of(stats).blocks(frameskip)
+    def __init__(self, action: ZScore, frameskip: int, action_space):
+        self.z = action.blocks(frameskip)
         low = np.tile(np.asarray(action_space.low, np.float32), frameskip)
         high = np.tile(np.asarray(action_space.high, np.float32), frameskip)
         self.low_z = torch.from_numpy(self.z.to_z(low))  # the action box, z-scored
@@ -110,7 +111,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     B, device = len(envs), model.device
     fs, hist = model.cfg.frameskip, min(cem_cfg.context, model.cfg.history)
     replan = replan or cem_cfg.horizon
-    scaler = ActionScaler(model.stats, fs, envs[0].action_space)
+    scaler = ActionScaler(model.trained.action, fs, envs[0].action_space)
     low, high = scaler.low_z.to(device), scaler.high_z.to(device)
     gens = episode_generators(seed, range(B) if episode_ids is None else episode_ids)
 
