@@ -1,6 +1,7 @@
 """The data verbs end to end, in subprocesses."""
 
 import h5py
+import pytest
 from conftest import run_cli
 
 
@@ -55,3 +56,45 @@ def test_flags_come_from_the_configs():
     assert from_flags(args, CollectConfig, base) == CollectConfig("pusht", episodes=3, steps=77)
     train_help = " ".join(run_cli("train", "--help").stdout.split())
     assert "model.embed_dim = 192" in train_help and field_docs(TrainConfig)["lambd"] in train_help
+
+
+def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
+    """One place per default: a CEMConfig or EvalConfig whose defaults change (here a
+    subclass with horizon 7 and 9 episodes) changes what `lewm eval`, `lewm demo` and
+    `lewm ablate` plan with, with no flag given."""
+    import dataclasses
+
+    import lewm.ablate
+    import lewm.data.collect
+    import lewm.evaluate
+    import lewm.planning.cem
+    import lewm.train
+    from lewm.cli import main
+
+    @dataclasses.dataclass(frozen=True)
+    class Cem(lewm.planning.cem.CEMConfig):
+        horizon: int = 7
+
+    @dataclasses.dataclass(frozen=True)
+    class Protocol(lewm.evaluate.EvalConfig):
+        episodes: int = 9
+
+    monkeypatch.setattr(lewm.planning.cem, "CEMConfig", Cem)
+    monkeypatch.setattr(lewm.evaluate, "EvalConfig", Protocol)
+    seen = []
+
+    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
+        seen.append((cfg.episodes, cem_cfg.horizon))
+        raise SystemExit(0)  # stop the verb here: only its planner settings are checked
+
+    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
+    summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
+    monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
+    monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
+    for argv in (["eval", "runs/x"], ["demo", "--out", str(tmp_path / "demo")],
+                 ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
+                  "none"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert seen == [(9, 7)] * 3, seen

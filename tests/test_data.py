@@ -133,7 +133,7 @@ def test_one_action_normaliser_for_data_planner_and_study():
     z = ZScore.of(stats)
     raw = np.array([[1.5, -0.5], [0.5, -1.0]], np.float32)
     np.testing.assert_allclose(z.to_z(raw), [[0.5, 2.0], [0.0, 0.0]])
-    scaler = ActionScaler(stats, 3, gym.spaces.Box(-5, 5, (2,)))
+    scaler = ActionScaler(z, 3, gym.spaces.Box(-5, 5, (2,)))
     block = np.array([1.5, -0.5, 0.5, -1.0, -1.5, -0.75], np.float32)
     back = scaler.to_env(torch.from_numpy(z.blocks(3).to_z(block)))
     np.testing.assert_allclose(back, block.reshape(3, 2), atol=1e-6)

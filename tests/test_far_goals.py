@@ -10,15 +10,16 @@ from test_planning import OracleTwoRoom
 from lewm.data.clips import EpisodeData
 from lewm.envs import tworoom
 from lewm.errors import LewmError
-from lewm.evaluate import FAR_BUDGET, EvalConfig, far_pairs, file_pairs, make_envs
+from lewm.evaluate import EvalConfig, far_pairs, file_pairs, make_envs
 from lewm.planning.cem import CEMConfig
 from lewm.planning.graph import GraphConfig, LatentGraph, build_graph
 from lewm.planning.mpc import run_mpc
+from lewm.worlds import get_world
 
 
 def test_two_room_far_pairs_are_in_different_rooms_far_from_the_wall():
     pairs = far_pairs("tworoom", 200, seed=0)
-    assert len(pairs) == 200 and FAR_BUDGET["tworoom"] == 200
+    assert len(pairs) == 200 and get_world("tworoom").far_budget == 200
     for start, goal in pairs:
         assert tworoom.is_free(start) and tworoom.is_free(goal)
         for p in (start, goal):

@@ -153,6 +153,13 @@ def test_set_overrides():
         override(TINY, ["steps=many"])
     with pytest.raises(LewmError, match="unknown regularizer"):
         override(TINY, ["regularizer=dropout"])
+    # Fields valid only together are checked after all assignments, in either order.
+    for order in (["model.encoder=vit", "model.patch_size=8"],
+                  ["model.patch_size=8", "model.encoder=vit"]):
+        vit = override(TINY, order + ["model.enc_heads=4"]).model
+        assert (vit.encoder, vit.patch_size, vit.enc_heads) == ("vit", 8, 4)
+    with pytest.raises(LewmError, match="not a multiple of model.patch_size"):
+        override(TINY, ["model.encoder=vit", "model.patch_size=5", "model.enc_heads=4"])
 
 
 def test_train_cli(tworoom_file, tmp_path):

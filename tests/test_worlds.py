@@ -7,18 +7,19 @@ import importlib.util
 import numpy as np
 import pytest
 
-from lewm.envs import EXTRAS, WORLDS, make_env, require
-from lewm.envs.policies import DEFAULT_POLICY, POLICIES, make_policy
+from lewm.envs import WORLDS, make_env, require
+from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
+from lewm.worlds import get_world
 
 
 def installed(world: str) -> bool:
-    return all(importlib.util.find_spec(p) for p in EXTRAS.get(world, (None, ()))[1])
+    return all(importlib.util.find_spec(p) for p in get_world(world).packages)
 
 
 def world_param(world):
     return pytest.param(world, marks=pytest.mark.skipif(
-        not installed(world), reason=f"lewm[{EXTRAS.get(world, ('',))[0]}] not installed"))
+        not installed(world), reason=f"lewm[{get_world(world).extra}] not installed"))
 
 
 ALL = [world_param(w) for w in WORLDS]
@@ -182,7 +183,7 @@ def test_bad_states_are_one_line_errors(envs, world):
 @pytest.mark.parametrize("world", ALL)
 def test_every_policy_acts_in_the_box(envs, world):
     env = envs(world)
-    for name in POLICIES[world]:
+    for name in get_world(world).policies:
         obs, info = env.reset(seed=5)
         policy = make_policy(world, name, env)
         policy.reset(info, np.random.default_rng(0))
@@ -191,7 +192,7 @@ def test_every_policy_acts_in_the_box(envs, world):
             assert a.shape == (ACTION_DIM[world],) and a.dtype == np.float32
             assert np.all(np.abs(a) <= 1)
             obs, _, _, _, info = env.step(a)
-    assert DEFAULT_POLICY[world] in POLICIES[world]
+    assert get_world(world).default_policy in get_world(world).policies
 
 
 @pytest.mark.parametrize("world", ALL)
@@ -318,19 +319,24 @@ def test_pusht_frames_are_drawn_as_the_authors_draw_them():
 
 
 def test_every_world_declares_every_part():
-    """The checklist of docs/adding-a-world.md, for every registered world."""
+    """The checklist of docs/adding-a-world.md, for every registered world: its declaration
+    in lewm.worlds is complete and points at code that exists, and it has its presets."""
     import importlib
 
-    from lewm.envs import WORLDS
-    from lewm.envs.policies import DEFAULT_POLICY, POLICIES
     from lewm.presets import COLLECT, PRESETS
-    from lewm.probe import QUANTITIES
+    from lewm.worlds import WORLDS as DECLARED
 
-    for world in WORLDS:
-        assert DEFAULT_POLICY[world] in POLICIES[world], world
-        assert QUANTITIES[world], world
+    assert set(DECLARED) == set(WORLDS)
+    for world, declared in DECLARED.items():
+        assert declared.name == world and declared.gym_id.startswith("lewm/"), world
+        assert declared.default_policy in declared.policies and declared.quantities, world
+        assert declared.far_budget > 0, world
+        assert (declared.extra is None) == (not declared.packages), world
         for preset in (f"{world}-cpu", f"{world}-paper"):
             assert PRESETS[preset].world == world and COLLECT[preset].world == world, preset
-        source = importlib.util.find_spec(f"lewm.envs.{world}").origin
-        text = open(source).read()
+        for entry in [declared.env, *filter(None, declared.policies.values())]:
+            module, name = entry.split(":")
+            source = importlib.util.find_spec(module).origin
+            assert f"class {name}" in open(source).read(), entry
+        text = open(importlib.util.find_spec(declared.module).origin).read()
         assert "def teleport(" in text and "def recolour(" in text, world

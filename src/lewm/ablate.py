@@ -18,7 +18,8 @@ LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + co
 
 
 def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: bool = False,
-           progress: bool = True, eval_episodes: int = 50, device: str = "auto") -> dict:
+           progress: bool = True, eval_episodes: int | None = None,
+           device: str = "auto") -> dict:
     from lewm.evaluate import EvalConfig, evaluate
     from lewm.planning.cem import CEMConfig
     from lewm.plots import read_metrics
@@ -44,7 +45,9 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
         else:
             print(f"[{reg}] training", flush=True)
             summary = train(run_cfg, data_path, run, force=force, progress=progress)
-        eval_cfg, cem_cfg = EvalConfig(episodes=eval_episodes, gifs=1), CEMConfig()
+        eval_cfg = dataclasses.replace(EvalConfig(), gifs=1, episodes=eval_episodes or
+                                       EvalConfig().episodes)
+        cem_cfg = CEMConfig()
         ev = earlier_result(run / "eval.json", summary["step"], {
             "eval": dataclasses.asdict(eval_cfg), "cem": dataclasses.asdict(cem_cfg)})
         pr = earlier_result(run / "probe.json", summary["step"])

@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--data", required=True, help="training episode file (.h5)")
     ab.add_argument("--out", required=True, help="directory for the runs and the table")
     ab.add_argument("--regularizers", default="sigreg,none,vicreg,ema")
-    ab.add_argument("--episodes", type=int, default=50, help="evaluation episodes per run")
+    ab.add_argument("--episodes", type=int, help="evaluation episodes per run (default: "
+                    "EvalConfig's, the protocol's 50)")
     ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--force", action="store_true")
     ab.add_argument("--quiet", action="store_true")

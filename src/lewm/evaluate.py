@@ -26,6 +26,7 @@ from lewm.planning.cem import CEMConfig
 from lewm.planning.graph import GraphConfig
 from lewm.planning.mpc import run_mpc, run_random
 from lewm.rundir import open_run
+from lewm.worlds import WORLDS, get_world
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class EvalConfig:
     offset: int = 25
     """env steps between a start row and its goal row (dataset goals)"""
     budget: int = 0
-    """env steps allowed per episode (0: the goal set's: 50 for the paper's, the world's
-    FAR_BUDGET for far goals, or a goal file's "budget")"""
+    """env steps allowed per episode (0: the goal set's: 50 for the paper's, the
+    world's far_budget (lewm.worlds) for far goals, or a goal file's "budget")"""
     seed: int = 42
     """seed of the start-state draw (paper: 42), the planner and the random policy"""
     goals: str = "dataset"
@@ -69,17 +70,12 @@ class EvalConfig:
             raise LewmError("--replan, --gifs and --batch must be >= 0")
 
 
-# Where the authors' datasets keep what lewm's environments take as their state, for files
-# without a `state` column: Two-Room's agent position is its `proprio`; the MuJoCo worlds'
-# state is joint positions then velocities. (Push-T's authors' `state` is lewm's layout.)
-AUTHORS_STATE = {"tworoom": ("proprio",), "reacher": ("qpos", "qvel"), "cube": ("qpos", "qvel")}
-
-
 def read_states(f, path, world: str) -> np.ndarray:
     """(N, S) environment states of every row of an open episode file."""
     if "state" in f:
         return f["state"][()]
-    columns = AUTHORS_STATE.get(world, ())
+    # Where the authors' files keep what lewm's env takes as its state (lewm.worlds).
+    columns = get_world(world).authors_state if world in WORLDS else ()
     if columns and all(c in f for c in columns):
         return np.concatenate([f[c][()].reshape(len(f[c]), -1) for c in columns], axis=1)
     where = f"'state' or {' + '.join(map(repr, columns))}" if columns else "'state'"
@@ -110,16 +106,11 @@ def env_pairs(world: str, n: int, seed: int) -> list[tuple]:
     return pairs
 
 
-# Env steps allowed for the far goal sets: Two-Room's detour through the door is up to
-# ~300 units (60 steps at full speed) and CEM wanders; Push-T's full task is long.
-FAR_BUDGET = {"tworoom": 200, "pusht": 300, "reacher": 200, "cube": 300}
-
-
 def far_pairs(world: str, n: int, seed: int) -> list[tuple]:
     """The world's far goal set (its env module's `far_pairs`), else its env's own draws."""
     import importlib
 
-    module = importlib.import_module(f"lewm.envs.{world}")
+    module = importlib.import_module(get_world(world).module)
     if hasattr(module, "far_pairs"):
         return module.far_pairs(np.random.default_rng(seed), n)
     return env_pairs(world, n, seed)
@@ -236,7 +227,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     elif cfg.goals == "env":
         pairs = env_pairs(world, cfg.episodes, cfg.seed)
     elif cfg.goals == "far":
-        pairs, budget = far_pairs(world, cfg.episodes, cfg.seed), FAR_BUDGET.get(world, 200)
+        pairs, budget = far_pairs(world, cfg.episodes, cfg.seed), get_world(world).far_budget
     else:
         pairs, file_budget = file_pairs(cfg.goals, world)
         budget = file_budget or budget

@@ -19,37 +19,21 @@ from lewm.data.clips import EpisodeData, held_out_split
 from lewm.errors import LewmError
 from lewm.io import write_json
 from lewm.rundir import open_run
-
-
-def _angle(column: int, source: str = "state"):
-    """An angle as (sin, cos): continuous where the angle wraps, so a linear probe can fit it."""
-    return source, lambda x: np.stack([np.sin(x[:, column]), np.cos(x[:, column])], 1)
-
-
-def _columns(cols, source: str = "state"):
-    return source, lambda x: x[:, cols]
-
-
-# world -> quantity -> (low-dimensional column it is read from, function of that column).
-# Cube's positions follow lewm.envs.cube's layout: the cube centre is state[14:17] and the
-# end effector (not in qpos) is proprio[0:3].
-QUANTITIES = {
-    "tworoom": {"agent_position": _columns([0, 1])},
-    "pusht": {"agent_position": _columns([0, 1]), "block_position": _columns([2, 3]),
-              "block_angle": _angle(4)},
-    "reacher": {"shoulder_angle": _angle(0), "wrist_angle": _angle(1)},
-    "cube": {"cube_position": _columns([14, 15, 16]),
-             "effector_position": _columns([0, 1, 2], "proprio")},
-}
+from lewm.worlds import WORLDS, get_world
 
 
 def targets(world: str, lowdim: dict, rows: np.ndarray, path) -> dict[str, np.ndarray]:
-    """Each probed quantity of `world` at `rows`: name -> (len(rows), k) float32."""
+    """Each probed quantity of `world` (its declaration in lewm.worlds) at `rows`:
+    name -> (len(rows), k) float32. An angle is probed as (sin, cos), continuous where the
+    angle wraps, so that a linear probe can fit it."""
     out = {}
-    for name, (source, fn) in QUANTITIES[world].items():
-        if source not in lowdim:
-            raise LewmError(f"{path}: has no {source!r} column to probe {name} from")
-        out[name] = fn(lowdim[source][rows].astype(np.float64)).astype(np.float32)
+    for name, q in get_world(world).quantities.items():
+        if q.source not in lowdim:
+            raise LewmError(f"{path}: has no {q.source!r} column to probe {name} from")
+        x = lowdim[q.source][rows][:, list(q.columns)].astype(np.float64)
+        if q.angle:
+            x = np.concatenate([np.sin(x), np.cos(x)], 1)
+        out[name] = x.astype(np.float32)
     return out
 
 
@@ -104,7 +88,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     model = open_run(run_dir, (out.name,), force, device)
     card = model.card
     world = card.world
-    if world not in QUANTITIES:
+    if world not in WORLDS or not WORLDS[world].quantities:
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)

@@ -22,12 +22,13 @@ from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import write_json
 from lewm.rundir import open_run
+from lewm.worlds import get_world
 
 
 def events(world: str):
     """The world's (teleport, recolour) events: functions of (env, rng) defined beside the
     env; a one-line error for a world that has none."""
-    module = importlib.import_module(f"lewm.envs.{world}")
+    module = importlib.import_module(get_world(world).module)
     if not (hasattr(module, "teleport") and hasattr(module, "recolour")):
         raise LewmError(f"surprise has no teleport implemented for world {world!r}")
     return module.teleport, module.recolour

@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 from lewm.data.hdf5 import COMPRESSIONS, EpisodeWriter
 from lewm.envs import WORLDS, make_env
-from lewm.envs.policies import DEFAULT_POLICY, make_policy
+from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output
+from lewm.worlds import get_world
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class CollectConfig:
     steps: int = 100
     """actions per episode (each episode has steps + 1 rows, the last with a NaN action)"""
     policy: str | None = None
-    """collection policy (None: the world's default, see lewm.envs.policies.DEFAULT_POLICY)"""
+    """collection policy (None: the world's default, its `default_policy` in lewm.worlds)"""
     noise_std: float | None = None
     """a scripted policy's Gaussian action noise (None: its default, 2.0 for Two-Room)"""
     size: int = 64
@@ -144,7 +145,7 @@ def _available_memory() -> int:
 
 def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     check_resources(cfg, out)
-    cfg = replace(cfg, policy=cfg.policy or DEFAULT_POLICY[cfg.world])
+    cfg = replace(cfg, policy=cfg.policy or get_world(cfg.world).default_policy)
     envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
     try:
         policies = [make_policy(cfg.world, cfg.policy, env, cfg.noise_std) for env in envs]

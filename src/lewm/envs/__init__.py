@@ -13,39 +13,27 @@ import importlib.util
 import gymnasium as gym
 
 from lewm.errors import LewmError
+from lewm.worlds import WORLDS as DECLARED
 
-# world -> (gymnasium id, entry point)
-_REGISTRY = {
-    "tworoom": ("lewm/TwoRoom-v0", "lewm.envs.tworoom:TwoRoomEnv"),
-    "pusht": ("lewm/PushT-v0", "lewm.envs.pusht:PushTEnv"),
-    "reacher": ("lewm/Reacher-v0", "lewm.envs.reacher:ReacherEnv"),
-    "cube": ("lewm/Cube-v0", "lewm.envs.cube:CubeEnv"),
-}
-WORLDS = {world: env_id for world, (env_id, _) in _REGISTRY.items()}
+# world -> gymnasium id (each world's declaration is in lewm.worlds)
+WORLDS = {name: w.gym_id for name, w in DECLARED.items()}
 
-# world -> (optional extra, the packages it brings, whether it renders with MuJoCo)
-EXTRAS = {
-    "pusht": ("pusht", ("pymunk",), False),
-    "reacher": ("dmc", ("mujoco", "dm_control"), True),
-    "cube": ("cube", ("mujoco", "ogbench"), True),
-}
-
-for _env_id, _entry in _REGISTRY.values():
-    if _env_id not in gym.registry:
-        gym.register(_env_id, entry_point=_entry)
+for _world in DECLARED.values():
+    if _world.gym_id not in gym.registry:
+        gym.register(_world.gym_id, entry_point=_world.env)
 
 
 def require(world: str) -> None:
     """Check that the optional packages a world needs are installed (a one-line error naming
     the extra otherwise) and, for MuJoCo worlds, choose the headless GL backend."""
-    if world not in EXTRAS:
+    if world not in DECLARED:
         return
-    extra, packages, mujoco = EXTRAS[world]
-    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    declared = DECLARED[world]
+    missing = [p for p in declared.packages if importlib.util.find_spec(p) is None]
     if missing:
         raise LewmError(f"world {world!r} needs {', '.join(missing)}: "
-                        f"pip install 'lewm[{extra}]'")
-    if mujoco:
+                        f"pip install 'lewm[{declared.extra}]'")
+    if declared.mujoco:
         from lewm.envs import gl
 
         gl.configure()

@@ -9,6 +9,7 @@ import numpy as np
 
 from lewm.envs import tworoom
 from lewm.errors import LewmError
+from lewm.worlds import get_world
 
 
 class RandomPolicy:
@@ -57,23 +58,12 @@ class TwoRoomNoisyExpert:
 
 # world -> policy name -> "module:Class" (imported when used, so that listing the policies
 # never imports an optional extra); None is the uniform random policy.
-POLICIES = {
-    "tworoom": {"random": None, "noisy-expert": "lewm.envs.policies:TwoRoomNoisyExpert"},
-    "pusht": {"random": None, "near-block": "lewm.envs.pusht_expert:NearBlockPolicy",
-              "expert": "lewm.envs.pusht_expert:PushTExpert"},
-    "reacher": {"random": None},
-    "cube": {"random": None, "oracle": "lewm.envs.cube:CubeOracle"},
-}
-# The policy each world's data is collected with by default (the authors' choices).
-DEFAULT_POLICY = {"tworoom": "noisy-expert", "pusht": "expert", "reacher": "random",
-                  "cube": "oracle"}
-
-
 def make_policy(world: str, name: str | None, env, noise_std: float | None = None):
-    """The named collection policy for `world` (None: its default); a one-line error for a
-    name the world does not have."""
-    name = name or DEFAULT_POLICY.get(world, "random")
-    names = POLICIES.get(world, {"random": None})
+    """The named collection policy for `world` (None: its default; both declared in
+    lewm.worlds); a one-line error for a name the world does not have."""
+    declared = get_world(world)
+    name = name or declared.default_policy
+    names = declared.policies
     if name not in names:
         raise LewmError(f"world {world!r} has no policy {name!r} (choose from "
                         f"{', '.join(sorted(names))})")
