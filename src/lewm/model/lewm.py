@@ -21,7 +21,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def projector(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
     """Linear -> BatchNorm1d -> GELU -> Linear. The BatchNorm matters: after the ViT's final
-    LayerNorm, SIGReg cannot be optimised without it (paper §3)."""
+    LayerNorm, SIGReg cannot be optimised without it (arXiv 2603.19312 §3.1)."""
     return nn.Sequential(
         nn.Linear(dim_in, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, dim_out)
     )
@@ -140,17 +140,21 @@ class LeWM(nn.Module):
         # attention being causal, their keys and values: a cache makes each step one new
         # token. Once the window slides, every position embedding shifts and the window is
         # recomputed. Either way only the last token's output is needed from the last block.
+        # A token's AdaLN modulation depends on its action alone: computed once per block
+        # here, not again for every window the token sits in.
         W = self.cfg.history
+        mods = self.predictor.modulations(acts)  # per block (B, H-1+K, 6D)
+        part = lambda lo, hi: [m[:, lo:hi] for m in mods]
         embs, preds, cache, cached = context_emb, [], None, 0
         for k in range(K):
             n = H + k  # tokens so far
             if n <= W:
                 out, cache = self.predictor.forward_cached(
-                    embs[:, cached:n], acts[:, cached:n], cache, last_only=True)
+                    embs[:, cached:n], None, cache, last_only=True, mods=part(cached, n))
                 cached = n
             else:
                 out, _ = self.predictor.forward_cached(
-                    embs[:, n - W : n], acts[:, n - W : n], last_only=True)
+                    embs[:, n - W : n], None, last_only=True, mods=part(n - W, n))
             nxt = self.pred_proj(out[:, -1]).unsqueeze(1)  # (B, 1, D)
             preds.append(nxt)
             embs = torch.cat([embs, nxt], 1)

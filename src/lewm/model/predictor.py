@@ -84,11 +84,16 @@ class AdaLNBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)  # AdaLN-zero: the block starts as the identity
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, past: KV | None = None,
-                last_only: bool = False) -> tuple[torch.Tensor, KV]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, past: KV | None = None,
+                last_only: bool = False, mod: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, KV]:
         """See `CausalAttention.forward`: with `last_only` only the last token's output is
-        computed (B, 1, C), which is all the last block of a rollout step needs."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)  # (B, T, C)
+        computed (B, 1, C), which is all the last block of a rollout step needs.
+
+        mod: this block's `ada(c)` (B, T, 6C), when the caller computed it already (a
+        rollout computes it once per action block instead of once per window it sits in)."""
+        mod = self.ada(c) if mod is None else mod
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # (B, T, C)
         h, kv = self.attn(modulate(self.norm1(x), shift1, scale1), past, last_only)
         if last_only:
             x, gate1, shift2, scale2, gate2 = (t[:, -1:] for t in (x, gate1, shift2, scale2, gate2))
@@ -113,8 +118,10 @@ class Predictor(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.forward_cached(x, c)[0]
 
-    def forward_cached(self, x: torch.Tensor, c: torch.Tensor, past: list[KV] | None = None,
-                       last_only: bool = False) -> tuple[torch.Tensor, list[KV]]:
+    def forward_cached(self, x: torch.Tensor, c: torch.Tensor | None,
+                       past: list[KV] | None = None, last_only: bool = False,
+                       mods: list[torch.Tensor] | None = None
+                       ) -> tuple[torch.Tensor, list[KV]]:
         """`forward` for planning: (outputs, each block's keys and values so far).
 
         past: the cache returned by the previous call on the same sequence, whose tokens sat
@@ -122,6 +129,8 @@ class Predictor(nn.Module):
         sequence grows from position 0: once a window slides, every token's position
         embedding changes and the cache no longer applies.
         last_only: compute the last token's output alone, (B, 1, D).
+        mods: each block's modulation of x's tokens, `modulations(c)` sliced to them, in
+        place of c.
         """
         start = 0 if past is None else past[0][0].shape[2]
         T = start + x.shape[1]
@@ -131,6 +140,12 @@ class Predictor(nn.Module):
         cache = []
         for i, block in enumerate(self.blocks):
             last = last_only and i == len(self.blocks) - 1
-            x, kv = block(x, c, None if past is None else past[i], last)
+            x, kv = block(x, c, None if past is None else past[i], last,
+                          None if mods is None else mods[i])
             cache.append(kv)
         return self.norm(x), cache
+
+    def modulations(self, c: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's AdaLN modulation (B, T, 6D) of action embeddings c (B, T, D): a
+        token's modulation depends on its action alone, not on its position or window."""
+        return [block.ada(c) for block in self.blocks]
