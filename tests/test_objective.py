@@ -63,6 +63,35 @@ def test_prediction_t_is_scored_against_frame_t_plus_1():
     assert loss_terms(Shifted(0), pixels, actions, cfg, gen)["pred_loss"] > 0
 
 
+def test_the_rollout_loss_scores_a_prediction_made_from_a_prediction():
+    """rollout_steps = 1: the clip has one more frame, and the extra term scores frame h + 1
+    predicted from the window whose last embedding is the model's own prediction of frame h
+    (computed here with the plain predictor, not the rollout code)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, regularizer="none", rollout_steps=1)
+    model = LeWM(cfg.model).eval()
+    for p in [*model.predictor.parameters(), *model.action_encoder.parameters()]:
+        torch.nn.init.normal_(p, std=0.3)  # AdaLN-zero starts as the identity: wake it up
+    h, B = cfg.model.history, 8
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (B, cfg.num_steps, 32, 32, 3), generator=g, dtype=torch.uint8)
+    actions = torch.randn(B, cfg.num_steps, cfg.model.frameskip * cfg.model.action_dim,
+                          generator=g)
+    assert cfg.num_steps == h + 2
+    terms = loss_terms(model, pixels, actions, cfg, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        emb, act = model.encode(pixels), model.embed_actions(actions)
+        pred_h = model.predict(emb[:, :h], act[:, :h])[:, -1:]  # frame h, teacher-forced
+        window = torch.cat([emb[:, 1:h], pred_h], 1)  # the last h frames, the newest predicted
+        pred_h1 = model.predict(window, act[:, 1 : h + 1])[:, -1]
+        expected = F.mse_loss(pred_h1, emb[:, h + 1])
+        assert F.mse_loss(pred_h1, model.predict(emb[:, 1 : h + 1], act[:, 1 : h + 1])[:, -1]) > 0
+    torch.testing.assert_close(terms["rollout_loss"], expected)
+    assert terms["loss"] == terms["pred_loss"] + terms["rollout_loss"]
+
+
 def test_a_tiny_run_learns(tworoom_file, tmp_path):
     import json
 

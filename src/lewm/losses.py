@@ -90,28 +90,41 @@ def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torc
 def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
     """The two-term LeWM objective on one batch of clips (or a collapse-study variant):
     MSE(pred[:, t], emb[:, t + 1]) + lambda * SIGReg(emb), with gradients reaching both the
-    predictions and their targets (no stop-gradient). `cfg`: the TrainConfig (regularizer,
+    predictions and their targets (no stop-gradient). Clips longer than history + 1 frames
+    (`cfg.rollout_steps` > 0) add `rollout_loss`: the MSE of the model's autoregressive
+    rollout from the history frames against the clip's later frames. `cfg`: the TrainConfig (regularizer,
     lambd, num_proj, vicreg_var, vicreg_cov).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
     are the prediction targets.
     """
-    emb, pred = model(pixels, actions)  # (B, T, D), (B, T - 1, D)
+    emb, pred = model(pixels, actions)  # (B, T, D), (B, h, D) for h = history
+    h = pred.shape[1]
     if target is not None:
         with torch.no_grad():
-            goal = target.encode(pixels)[:, 1:]  # (B, T - 1, D), stop-gradient
+            goals = target.encode(pixels)  # (B, T, D), stop-gradient
     else:
-        goal = emb[:, 1:]
-    pred_loss = F.mse_loss(pred.float(), goal.float())
+        goals = emb
+    pred_loss = F.mse_loss(pred.float(), goals[:, 1 : h + 1].float())
     terms = {"pred_loss": pred_loss}
+    extra = emb.shape[1] - h - 1  # cfg.rollout_steps: frames scored on the model's own rollout
+    pred_total = pred_loss
+    if extra > 0:
+        core = getattr(model, "module", model)  # under DDP or torch.compile
+        # From the history frames, roll the predictor through the clip's next blocks on its
+        # own predictions: the first output is the teacher-forced last one again, the others
+        # predict frames h + 1 .. T - 1.
+        rolled = core.rollout(emb[:, :h], actions[:, : h - 1], actions[:, h - 1 : h + extra])
+        terms["rollout_loss"] = F.mse_loss(rolled[:, 1:].float(), goals[:, h + 1 :].float())
+        pred_total = pred_loss + terms["rollout_loss"]
     z = emb.transpose(0, 1)  # (T, B, D): regularisers work per time step over the batch
     if cfg.regularizer == "sigreg":
         terms["sigreg"] = sigreg(z, cfg.num_proj, generator)
-        terms["loss"] = pred_loss + cfg.lambd * terms["sigreg"]
+        terms["loss"] = pred_total + cfg.lambd * terms["sigreg"]
     elif cfg.regularizer == "vicreg":
         terms["variance"], terms["covariance"] = vicreg_terms(z)
-        terms["loss"] = (pred_loss + cfg.vicreg_var * terms["variance"]
+        terms["loss"] = (pred_total + cfg.vicreg_var * terms["variance"]
                          + cfg.vicreg_cov * terms["covariance"])
     else:  # none, ema
-        terms["loss"] = pred_loss
+        terms["loss"] = pred_total
     return terms

@@ -51,6 +51,10 @@ class TrainConfig:
     lambd: float = 0.09
     """lambda: SIGReg weight (paper 0.1, authors' code 0.09), on the authors' SIGReg scale
     (about 1.06 per direction for Gaussian embeddings)"""
+    rollout_steps: int = 0
+    """extra frames predicted autoregressively in the loss: the clip grows by this many
+    frames, and the predictor, fed its own predictions from the last history frame on, is
+    scored on them too (0: the paper's teacher-forced prediction loss alone)"""
     num_proj: int = 1024
     """M: SIGReg random directions, redrawn every step"""
     vicreg_var: float = 1.0
@@ -92,6 +96,8 @@ class TrainConfig:
             raise LewmError(f"seed must be in [0, 2**31), got {self.seed}")
         if not self.epochs >= 0:
             raise LewmError(f"epochs must be >= 0, got {self.epochs}")
+        if self.rollout_steps < 0:
+            raise LewmError(f"rollout_steps must be >= 0, got {self.rollout_steps}")
         if not self.lr > 0:
             raise LewmError(f"lr must be > 0, got {self.lr}")
         if self.lambd < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.warmup_steps < 0:
@@ -103,8 +109,9 @@ class TrainConfig:
 
     @property
     def num_steps(self) -> int:
-        """Frames per training clip: the history and the frame after it."""
-        return self.model.history + 1
+        """Frames per training clip: the history, the frame after it, and the frames of the
+        rollout loss."""
+        return self.model.history + 1 + self.rollout_steps
 
 
 # A conv encoder at 64 px: trains in minutes on two CPU cores. Its predictor's position

@@ -133,7 +133,7 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
         with autocast():
             emb, pred = model(pixels, actions)
         emb, pred = emb.float(), pred.float()
-        losses.append(F.mse_loss(pred, emb[:, 1:]).item() * len(emb))
+        losses.append(F.mse_loss(pred, emb[:, 1 : pred.shape[1] + 1]).item() * len(emb))
         regs.append(sigreg(emb.transpose(0, 1), cfg.num_proj, sigreg_generator(-1, i),
                            gather=False).item())
         embs.append(emb.flatten(0, 1).cpu())
