@@ -92,8 +92,8 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
     MSE(pred[:, t], emb[:, t + 1]) + lambda * SIGReg(emb), with gradients reaching both the
     predictions and their targets (no stop-gradient). Clips longer than history + 1 frames
     (`cfg.rollout_steps` > 0) add `rollout_loss`: the MSE of the model's autoregressive
-    rollout from the history frames against the clip's later frames. `cfg`: the TrainConfig (regularizer,
-    lambd, num_proj, vicreg_var, vicreg_cov).
+    rollout from the history frames against the clip's later frames. `cfg`: the
+    TrainConfig (regularizer, lambd, num_proj, vicreg_var, vicreg_cov, rollout_steps).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
     are the prediction targets.
