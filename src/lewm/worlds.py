@@ -62,7 +62,7 @@ WORLDS: dict[str, World] = {w.name: w for w in (
         policies={"random": None, "noisy-expert": "lewm.envs.policies:TwoRoomNoisyExpert"},
         default_policy="noisy-expert",
         quantities={"agent_position": Quantity((0, 1))},
-        far_budget=200,
+        far_budget=200,  # the detour through the door is up to ~300 units (60 full steps)
         authors_state=("proprio",),  # the agent position
     ),
     World(
@@ -72,7 +72,7 @@ WORLDS: dict[str, World] = {w.name: w for w in (
         default_policy="expert",
         quantities={"agent_position": Quantity((0, 1)), "block_position": Quantity((2, 3)),
                     "block_angle": Quantity((4,), angle=True)},
-        far_budget=300,
+        far_budget=300,  # the full task: a random start to the fixed target pose
         extra="pusht", packages=("pymunk",),  # the authors' `state` is lewm's layout
     ),
     World(
