@@ -170,7 +170,7 @@ def _load_model(path, device) -> LeWM:
         )
     try:
         raw = json.loads((ckpt / "stats.json").read_text())
-        stats = {name: ZScore.from_dict(entry) for name, entry in raw.items()}
+        stats = ZScore.per_column(raw)
         stats["action"]  # noqa: B018 (the one entry every use needs)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
             AttributeError) as e:

@@ -214,9 +214,6 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model).to(device)
-    model.card = ModelCard(world=run.info["world"], image_size=cfg.model.image_size,
-                           stats={k: ZScore.from_dict(v) for k, v in run.stats.items()},
-                           train=json.loads(json.dumps(to_dict(cfg))), data=run.info)  # as recorded
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, steps))
@@ -253,6 +250,9 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
+    # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).
+    model.card = ModelCard.from_checkpoint(json.loads(json.dumps(meta)),
+                                           ZScore.per_column(run.stats))
     log = MetricsLog(run_dir, dist_ctx.main, resume_step=start if resume else None)
     if dist_ctx.main and not resume:
         write_json(run_dir / "config.json", {"lewm_version": __version__, **meta})

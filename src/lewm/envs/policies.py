@@ -56,8 +56,6 @@ class TwoRoomNoisyExpert:
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 
 
-# world -> policy name -> "module:Class" (imported when used, so that listing the policies
-# never imports an optional extra); None is the uniform random policy.
 def make_policy(world: str, name: str | None, env, noise_std: float | None = None):
     """The named collection policy for `world` (None: its default; both declared in
     lewm.worlds); a one-line error for a name the world does not have."""

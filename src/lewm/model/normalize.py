@@ -28,6 +28,11 @@ class ZScore:
         return cls(mean, std)
 
     @classmethod
+    def per_column(cls, stats: dict) -> dict[str, ZScore]:
+        """Every column of a stats.json dictionary."""
+        return {name: cls.from_dict(entry) for name, entry in stats.items()}
+
+    @classmethod
     def of(cls, stats: dict, column: str = "action") -> ZScore:
         """The statistics of `column` from a stats.json dictionary."""
         return cls.from_dict(stats[column])
