@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# The CUDA checks of one lent GPU session, in one command (a fresh machine with torch and
-# no network; missing wheels travel in .whl/): the paper model against the authors' on the
-# GPU, a bf16 training step of the paper preset, torch.compile, and pusht-paper trained for
-# as long as the session allows, then evaluated (50 episodes) and probed on the GPU.
+# The CUDA checks of one lent GPU session, in one command (a fresh machine with torch and no
+# network; missing wheels travel in .whl/, a Push-T dataset in .gpu/):
+#   1. planning latency of the paper and tworoom-cpu models, fp32 / bf16 / bf16 compiled
+#      (CUDA graphs), 1 and 50 episodes -> planning_latency_cuda.json
+#   2. training throughput, bf16, eager and compiled -> train_throughput_cuda.json
+#   3. the paper's ViT-Tiny at 64 px (patch 8) on the pusht-cpu data, trained for STEPS
+#      steps, then probed and evaluated (does the ViT read the block angle at 64 px, where
+#      the CPU recipe's CNN does not?)
 #
-#   bench/gpu_session.sh OUT_DIR [EPISODES] [TRAIN_SECONDS]
+#   bench/gpu_session.sh OUT_DIR [DATA] [STEPS]
+# (earlier sessions ran parity on cuda and pusht-paper for 180 s: git log of this file)
 set -uo pipefail
-OUT=${1:?output directory}; EPISODES=${2:-200}; TRAIN_S=${3:-200}
+OUT=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; STEPS=${3:-3000}
 mkdir -p "$OUT"
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
@@ -19,25 +24,24 @@ stamp() { echo "[$(date +%T)] $*"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 
-stamp parity on cuda
-python3 bench/parity.py --device cuda --seeds 1 && cp bench/results/parity_cuda.json "$OUT/"
-stamp training throughput, bf16
-python3 bench/train_throughput.py --presets paper tworoom-cpu && \
-    cp bench/results/train_throughput_gpu.json "$OUT/"
+stamp planning latency
+timeout 180 python3 bench/planning_latency.py --models paper tworoom-cpu \
+    --variants fp32 bf16 bf16+compile --reps 5; cp bench/results/planning_latency_cuda.json "$OUT/"
+stamp training throughput
+timeout 140 python3 bench/train_throughput.py --presets paper tworoom-cpu --compile; cp bench/results/train_throughput_cuda.json "$OUT/"
 
-stamp collect pusht at 224 px
-DATA=/tmp/pusht224.h5
-lewm collect --preset pusht-paper --episodes "$EPISODES" --out $DATA --quiet --num-envs 16
-stamp torch.compile, 30 steps
-timeout 240 python3 -m lewm.cli train --preset pusht-paper --data $DATA --out /tmp/compiled \
-    --set compile=true --set epochs=0 --set steps=30 --set log_every=10 --quiet
-tail -n 3 /tmp/compiled/metrics.jsonl > "$OUT/compile_metrics.jsonl"
-stamp pusht-paper for "$TRAIN_S" s
-timeout -s INT "$TRAIN_S" python3 -m lewm.cli train --preset pusht-paper --data $DATA \
-    --out /tmp/pp --quiet
-cp /tmp/pp/metrics.jsonl "$OUT/pusht_paper_metrics.jsonl"
-stamp eval on cuda
-lewm eval /tmp/pp --device cuda --gifs 1 && cp /tmp/pp/eval.json "$OUT/pusht_paper_eval.json"
-stamp probe on cuda
-lewm probe /tmp/pp --device cuda && cp /tmp/pp/probe.json "$OUT/pusht_paper_probe.json"
+stamp "ViT-Tiny at 64 px on Push-T, $STEPS steps"
+python3 - "$DATA" /tmp/pusht64.h5 <<'EOF'
+import sys, h5py  # the carried file is gzip-compressed: training reads an uncompressed copy
+with h5py.File(sys.argv[1]) as src, h5py.File(sys.argv[2], "w") as dst:
+    for k in src:
+        dst.create_dataset(k, data=src[k][:], chunks=src[k].chunks)
+    dst.attrs.update({**src.attrs, "compression": "none"})
+EOF
+timeout -s INT 180 python3 -m lewm.cli train --preset pusht-paper --data /tmp/pusht64.h5 --out /tmp/vit64 \
+    --set model.image_size=64 --set model.patch_size=8 --set epochs=0 --set steps="$STEPS" \
+    --set val_every=1000 --set ckpt_every=1000 --quiet
+cp /tmp/vit64/metrics.jsonl "$OUT/vit64_metrics.jsonl"
+lewm probe /tmp/vit64 --device cuda && cp /tmp/vit64/probe.json "$OUT/vit64_probe.json"
+lewm eval /tmp/vit64 --device cuda && cp /tmp/vit64/eval.json "$OUT/vit64_eval.json"
 stamp done

@@ -1,65 +1,88 @@
 """Planning latency with the paper's CEM settings (300 samples, 30 elites, 30 iterations,
-horizon 5) for the tworoom-cpu and paper model sizes, and the speed-up from planning every
-episode in one batched call versus one episode at a time.
+horizon 5) for the tworoom-cpu and paper model sizes: one episode planned alone, and every
+episode planned in one batched call, for each way of running the rollouts (fp32 or bf16,
+eager or `--compile`d: torch.compile, CUDA graphs on GPUs).
 
-    python bench/planning_latency.py [--episodes 50] [--paper-iterations 3]
+    python bench/planning_latency.py [--episodes 50] [--variants fp32 bf16 fp32+compile]
+        [--paper-episodes 8] [--paper-iterations 3] [--reps 3]
 
-The paper-size model is slow on a CPU: its CEM is timed for `--paper-iterations` iterations
-and scaled to 30 (each iteration does the same work); the result file says so.
+The paper-size model is slow on a CPU: there its CEM is timed for `--paper-iterations`
+iterations and scaled to 30 (each iteration does the same work); the result file says so.
+Each figure is the median (and min) of `--reps` plans, after a warm-up plan of the same
+shape (which, for compiled variants, pays the compilation: reported as `first_plan_s`).
+Writes bench/results/planning_latency_{cpu,cuda}.json.
 """
 
 import argparse
+import statistics
 import time
 
 import torch
 from common import save
 
 from lewm.model import LeWM
-from lewm.planning.cem import CEMConfig, cem
+from lewm.planning.cem import CEMConfig, cem, episode_generators
 from lewm.planning.mpc import latent_cost
 from lewm.presets import get_preset
 
 p = argparse.ArgumentParser()
+p.add_argument("--models", nargs="+", default=["tworoom-cpu", "paper"])
+p.add_argument("--variants", nargs="+", default=["fp32"],
+               help="precision, +compile for torch.compile: fp32 bf16 fp32+compile ...")
 p.add_argument("--episodes", type=int, default=50)
-p.add_argument("--paper-episodes", type=int, default=8)
-p.add_argument("--paper-iterations", type=int, default=3)
+p.add_argument("--paper-episodes", type=int, default=8, help="batched episodes, paper on CPU")
+p.add_argument("--paper-iterations", type=int, default=3, help="timed iterations, paper on CPU")
+p.add_argument("--reps", type=int, default=3)
 args = p.parse_args()
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def plan_seconds(model, episodes: int, iterations: int) -> float:
-    D, blk = model.cfg.embed_dim, model.cfg.frameskip * model.cfg.action_dim
-    ctx = torch.randn(episodes, 1, D, device=device)
-    goal = torch.randn(episodes, D, device=device)
-    cfg = CEMConfig(iterations=iterations)
+def plan_seconds(model, ctx, goal, iterations: int, precision: str, compiled: bool) -> float:
+    E, blk = ctx.shape[0], model.cfg.frameskip * model.cfg.action_dim
+    cfg = CEMConfig(iterations=iterations, precision=precision, compile=compiled)
+    cost = latent_cost(model, ctx, None, goal, precision=precision, compiled=compiled)
     with torch.inference_mode():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        cem(latent_cost(model, ctx, None, goal), episodes, blk, cfg,
-            torch.Generator().manual_seed(0), device)
+        cem(cost, E, blk, cfg, episode_generators(0, range(E)), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
     return (time.perf_counter() - start) * 30 / iterations
 
 
+def measure(model, episodes: int, iterations: int, variant: str) -> dict:
+    precision, compiled = variant.split("+")[0], variant.endswith("+compile")
+    g = torch.Generator().manual_seed(1)
+    D = model.cfg.embed_dim
+    ctx = torch.randn(episodes, 1, D, generator=g).to(device)
+    goal = torch.randn(episodes, D, generator=g).to(device)
+    first = plan_seconds(model, ctx, goal, iterations, precision, compiled)  # warm-up
+    ms = [1000 * plan_seconds(model, ctx, goal, iterations, precision, compiled) / episodes
+          for _ in range(args.reps)]
+    return {"ms_per_episode_plan": round(statistics.median(ms), 1),
+            "min_ms_per_episode_plan": round(min(ms), 1), "reps": len(ms),
+            "first_plan_s": round(first * iterations / 30, 1)}
+
+
 results = {}
-for name in ("tworoom-cpu", "paper"):
+for name in args.models:
     torch.manual_seed(0)
     model = LeWM(get_preset(name).model).to(device).eval()
     big = name == "paper" and device.type == "cpu"
     iterations = args.paper_iterations if big else 30
-    episodes = args.paper_episodes if big else args.episodes
-    plan_seconds(model, 2, 1)  # warm-up
-    one = plan_seconds(model, 1, iterations)
-    batched = plan_seconds(model, episodes, iterations)
-    results[name] = {
-        "cem_iterations_timed": iterations,
-        "one_episode_ms_per_plan": round(1000 * one),
-        "batched_episodes": episodes,
-        "batched_call_ms": round(1000 * batched),
-        "batched_ms_per_episode_plan": round(1000 * batched / episodes),
-        "speedup_batched_vs_one_at_a_time": round(one * episodes / batched, 2),
-    }
-    print(name, results[name])
-tag = "gpu" if device.type == "cuda" else "cpu"
-save(f"planning_latency_{tag}", {"device": str(device), "cem": "300 samples, 30 elites, "
-                                 "30 iterations, horizon 5", "models": results})
+    batched = args.paper_episodes if big else args.episodes
+    row = {"cem_iterations_timed": iterations, "batched_episodes": batched}
+    for variant in args.variants:
+        for episodes in (1, batched):
+            key = f"{variant}, {episodes} episode{'s' if episodes > 1 else ''}"
+            try:
+                row[key] = measure(model, episodes, iterations, variant)
+            except Exception as e:  # noqa: BLE001  (a variant this machine cannot run)
+                row[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+            print(name, key, row[key], flush=True)
+    results[name] = row
+    tag = "cuda" if device.type == "cuda" else "cpu"  # saved after each model: a run cut
+    save(f"planning_latency_{tag}", {  # short by a time limit keeps what it measured
+        "device": str(device), "cem": "300 samples, 30 elites, 30 iterations, horizon 5, "
+        "1 context frame", "models": results})

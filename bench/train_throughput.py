@@ -2,6 +2,11 @@
 preset's image size: one optimisation step = encode + predict + SIGReg + backward + AdamW.
 
     python bench/train_throughput.py [--presets tworoom-cpu paper] [--paper-batch 16]
+        [--compile]
+
+bf16 autocast on GPUs (as `lewm train`), fp32 on CPUs. `--compile` also times each preset
+with the model through torch.compile (as `--set compile=true`); its first steps pay the
+compilation (`compile_s`). Writes bench/results/train_throughput_{cpu,cuda}.json.
 """
 
 import argparse
@@ -20,12 +25,13 @@ p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "paper"])
 p.add_argument("--paper-batch", type=int, default=16,
                help="batch for the paper preset on CPU (128 clips per step would take minutes)")
 p.add_argument("--steps", type=int, default=10)
+p.add_argument("--compile", action="store_true", help="also time the compiled model")
 args = p.parse_args()
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def measure(name: str) -> dict:
+def measure(name: str, compiled: bool = False) -> dict:
     cfg = get_preset(name)
     slow = name == "paper" and device.type != "cuda"
     batch = args.paper_batch if slow else cfg.batch_size
@@ -33,6 +39,7 @@ def measure(name: str) -> dict:
     torch.manual_seed(0)
     model = LeWM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step_model = torch.compile(model) if compiled else model
     S, T = cfg.model.image_size, cfg.num_steps
     pixels = torch.randint(0, 256, (batch, T, S, S, 3), dtype=torch.uint8, device=device)
     actions = torch.randn(batch, T, cfg.model.frameskip * cfg.model.action_dim, device=device)
@@ -40,30 +47,39 @@ def measure(name: str) -> dict:
 
     def step(i):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(0, i))
+            terms = loss_terms(step_model, pixels, actions, cfg, sigreg_generator(0, i))
         opt.zero_grad()
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    step(0)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    start = time.perf_counter()
+    for i in range(3 if compiled else 1):  # warm-up (compiled: forward, backward, recompiles)
+        step(i)
+    sync()
+    warmup = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(steps):
-        step(i + 1)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(i + 3)
+    sync()
     seconds = (time.perf_counter() - start) / steps
     return {"batch_clips": batch, "frames_per_step": batch * T, "image_size": S,
             "s_per_step": round(seconds, 3), "frames_per_s": round(batch * T / seconds),
-            "timed_steps": steps, "precision": "bf16 autocast" if bf16 else "fp32"}
+            "timed_steps": steps, "precision": "bf16 autocast" if bf16 else "fp32",
+            "compiled": compiled, **({"compile_s": round(warmup, 1)} if compiled else {})}
+
+
+def record(name: str, row: dict) -> None:
+    """Save after every measurement: a run cut short by a time limit keeps what it measured."""
+    results[name] = row
+    print(name, row, flush=True)
+    save(f"train_throughput_{'cuda' if device.type == 'cuda' else 'cpu'}",
+         {"device": str(device), "presets": results, "threads": machine()["torch_threads"]})
 
 
 results = {}
 for name in args.presets:
-    results[name] = measure(name)
-    print(name, results[name])
-tag = "gpu" if device.type == "cuda" else "cpu"
-save(f"train_throughput_{tag}", {"device": str(device), "presets": results,
-                                 "threads": machine()["torch_threads"]})
+    record(name, measure(name))
+    if args.compile:
+        record(f"{name} compiled", measure(name, compiled=True))

@@ -1,4 +1,5 @@
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -219,3 +220,38 @@ def test_replan_beyond_the_horizon_is_refused(tiny_run):
     r = run_cli("eval", tiny_run, "--replan", 6, "--horizon", 5, "--force", check=False)
     assert r.returncode == 2 and "exceeds the plan's --horizon" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on a CPU needs a C++")
+def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
+    """`CEMConfig.compile` (torch.compile of the rollouts, CUDA graphs on GPUs) changes speed,
+    not answers: costs equal the eager ones to float rounding, with 1 and 3 context frames,
+    and an episode planned through it sees the same frames."""
+    from lewm.checkpoint import load_model
+    from lewm.planning.mpc import latent_cost
+
+    model = load_model(tiny_run)
+    D, blk = model.cfg.embed_dim, model.cfg.frameskip * model.cfg.action_dim
+    g = torch.Generator().manual_seed(0)
+    for h in (1, 3):
+        ctx, goal = torch.randn(2, h, D, generator=g), torch.randn(2, D, generator=g)
+        acts = torch.randn(2, h - 1, blk, generator=g) if h > 1 else None
+        cand = torch.randn(2, 16, 5, blk, generator=g)
+        with torch.no_grad():
+            eager = latent_cost(model, ctx, acts, goal)(cand)
+            compiled = latent_cost(model, ctx, acts, goal, compiled=True)(cand)
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+    assert "_compiled_rollout" in model.__dict__  # compiled once, kept on the model
+
+    data = json.loads((tiny_run / "config.json").read_text())["data"]["path"]
+    pairs = dataset_pairs(data, 1, offset=25, seed=42)
+
+    def frames(compile_):
+        envs, obs = make_envs("tworoom", 32, pairs)
+        goals = np.stack([e.goal_pixels() for e in envs])
+        cfg = CEMConfig(samples=24, elites=4, iterations=3, compile=compile_)
+        logs, _ = run_mpc(model, envs, obs, goals, cfg, budget=10, seed=3, record=[0])
+        return np.stack(logs[0].frames)
+
+    np.testing.assert_array_equal(frames(True), frames(False))

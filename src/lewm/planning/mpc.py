@@ -53,13 +53,26 @@ class ActionScaler:
         return raw.view(self.frameskip, -1).numpy()
 
 
+def compiled_rollout(model):
+    """`model.rollout` through torch.compile, built once per model and kept on it. On CUDA it
+    replays CUDA graphs (mode 'reduce-overhead'): a plan of one episode is hundreds of small
+    kernels, which graphs launch at once. Shapes that change between calls (episodes
+    finishing) compile again, then run with dynamic shapes."""
+    fn = model.__dict__.get("_compiled_rollout")
+    if fn is None:
+        cuda = torch.device(model.device).type == "cuda"
+        fn = torch.compile(model.rollout, mode="reduce-overhead" if cuda else None)
+        model.__dict__["_compiled_rollout"] = fn
+    return fn
+
+
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
-                precision: str = "fp32"):
+                precision: str = "fp32", compiled: bool = False):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
     and the goal embedding (docs/design.md §1.4).
 
     precision: "bf16" runs the rollouts under autocast (matmuls in bfloat16, norms and the
-    cost in fp32).
+    cost in fp32). compiled: the rollouts go through `compiled_rollout`.
 
     All b * S rollouts go through the model together; on a CPU they are cut into chunks of
     `chunk` rows (default 4096 there, none on accelerators), since one huge batch spills
@@ -67,6 +80,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
     """
     if chunk is None:
         chunk = 4096 if torch.device(model.device).type == "cpu" else 1 << 30
+    rollout = compiled_rollout(model) if compiled else model.rollout
 
     def cost(cand: torch.Tensor) -> torch.Tensor:
         b, S = cand.shape[:2]
@@ -80,7 +94,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
             for i in range(0, b * S, chunk):
                 part = slice(i, i + chunk)
                 acts = ctx_act[part] if ctx_act is not None else None
-                pred = model.rollout(ctx[part], acts, flat[part])[:, -1].float()  # (n, D)
+                pred = rollout(ctx[part], acts, flat[part])[:, -1].float()  # (n, D)
                 out.append(((pred - goal[part]) ** 2).sum(-1))
         return torch.cat(out).view(b, S)
 
@@ -156,7 +170,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                     if i in record:
                         aim[i] = (goal_pixels[i] if nodes[j] < 0 or graph.frames is None
                                   else graph.frames[nodes[j]])
-            cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision)
+            cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision,
+                               compiled=cem_cfg.compile)
             new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
                               device, init, low, high)
             timings.append((time.perf_counter() - start, len(active)))
