@@ -104,6 +104,27 @@ def test_lazy_reading_matches_memory(tworoom_file):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_compressed_files_read_frame_by_frame_as_from_memory(tmp_path):
+    """lewm writes compressed images one frame per chunk, and reads a clip's frames alone
+    from such a file: the same batches as from memory (and as the contiguous reads)."""
+    from lewm.data.collect import CollectConfig, collect
+
+    path = tmp_path / "lzf.h5"
+    collect(CollectConfig(episodes=4, steps=30, size=16, compression="lzf"), path,
+            progress=False)
+    mem, lazy = EpisodeData(path, in_memory=True), EpisodeData(path, in_memory=False)
+    assert lazy.file["pixels"].chunks[0] == 1 and lazy.frame_reads and not mem.frame_reads
+    stats = fit_stats(mem, range(4))
+    picks = np.arange(0, len(ClipDataset(mem, range(4), 4, 5, stats)), 3)
+    a = ClipDataset(mem, range(4), 4, 5, stats).batch(picks)
+    b = ClipDataset(lazy, range(4), 4, 5, stats).batch(picks)
+    lazy.frame_reads = False  # the contiguous path over the same file
+    c = ClipDataset(lazy, range(4), 4, 5, stats).batch(picks)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+        np.testing.assert_array_equal(a[k], c[k])
+
+
 def test_batches_are_stateless_in_step():
     first = [batch_indices(100, 8, seed=0, step=s) for s in range(30)]
     assert all(len(b) == 8 for b in first)
@@ -140,23 +161,32 @@ def test_one_action_normaliser_for_data_planner_and_study():
     np.testing.assert_allclose(scaler.low_z[:2], (np.array([-5, -5]) - [0.5, -1]) / [2, 0.25])
 
 
-def test_prefetcher_keeps_order_and_raises_where_it_failed():
+@pytest.mark.parametrize("workers", [0, 2])
+def test_prefetcher_keeps_order_and_raises_where_it_failed(workers):
     import torch
 
-    from lewm.data.prefetch import Prefetcher
+    from lewm.data.prefetch import Prefetcher, ProcessPrefetcher
 
     def make(step):
         if step == 7:
             raise ValueError("bad step 7")
         return (torch.full((2,), step),)
 
-    got = [(s, int(b[0][0])) for s, b in Prefetcher(make, range(3, 7), depth=2)]
+    def prefetcher(steps, depth=2):
+        if workers:
+            return ProcessPrefetcher(make, steps, depth=depth, workers=workers)
+        return Prefetcher(make, steps, depth=depth)
+
+    got = [(s, int(b[0][0])) for s, b in prefetcher(range(3, 7))]
     assert got == [(3, 3), (4, 4), (5, 5), (6, 6)]
     seen = []
     with pytest.raises(ValueError, match="bad step 7"):
-        for s, _ in Prefetcher(make, range(5, 10)):
+        for s, _ in prefetcher(range(5, 10)):
             seen.append(s)
     assert seen == [5, 6]
-    with Prefetcher(make, range(0, 5), depth=1) as early:  # left before the end: no hang
+    with prefetcher(range(0, 5), depth=1) as early:  # left before the end: no hang
         next(iter(early))
-    assert not early.thread.is_alive()
+    if workers:
+        assert early._it is None
+    else:
+        assert not early.thread.is_alive()

@@ -55,6 +55,22 @@ def test_resume_is_bitwise_identical(tworoom_file, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_worker_processes_train_bitwise_as_the_thread(tworoom_file, tmp_path, monkeypatch):
+    """`workers=2` reads batches in two forked processes, each from its own handle on the
+    file (pixels left on disk here, as for a dataset larger than RAM): the same batches in
+    the same order, so the same weights bit for bit."""
+    import lewm.data.clips
+
+    thread = tmp_path / "thread"
+    train(TINY, tworoom_file, thread, progress=False)
+    monkeypatch.setattr(lewm.data.clips, "_memory_bytes", lambda: 1)  # read from disk
+    procs = tmp_path / "procs"
+    train(override(TINY, ["workers=2"]), tworoom_file, procs, progress=False)
+    a, b = weights(thread), weights(procs)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_bad_data_for_the_preset(tworoom_file, tmp_path):
     with pytest.raises(LewmError, match="actions are 2-D but the preset expects 3-D"):
         train(override(TINY, ["model.action_dim=3"]), tworoom_file, tmp_path / "a")

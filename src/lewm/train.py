@@ -26,7 +26,7 @@ from tqdm import tqdm
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
-from lewm.data.prefetch import Prefetcher, as_tensors
+from lewm.data.prefetch import Prefetcher, ProcessPrefetcher, as_tensors
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
@@ -284,7 +284,12 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
         return as_tensors(run.train.batch(idx))
 
-    batches = Prefetcher(read_batch, range(start, end), depth=2, pin=device.type == "cuda")
+    pin = device.type == "cuda"
+    if cfg.workers:
+        batches = ProcessPrefetcher(read_batch, range(start, end), depth=2, pin=pin,
+                                    workers=cfg.workers, worker_init=run.train.data.reopen)
+    else:
+        batches = Prefetcher(read_batch, range(start, end), depth=2, pin=pin)
     try:
         for step, (pixels, actions) in batches:
             if stop.set:

@@ -67,6 +67,10 @@ class EpisodeData:
             in_memory = pixels.size < 0.4 * _memory_bytes()
         self.pixels = pixels[()] if in_memory else pixels  # (N, H, W, 3) uint8
         self.in_memory = in_memory
+        # On disk with one frame per chunk (lewm's compressed files): a clip reads its frames
+        # alone; otherwise the rows between them too (one contiguous read is faster than
+        # h5py's strided selections, and a multi-frame chunk is decompressed whole anyway).
+        self.frame_reads = not in_memory and (pixels.chunks or (0,))[0] == 1
         self.image_size = tuple(int(s) for s in pixels.shape[1:3])
 
     @property
@@ -87,6 +91,13 @@ class EpisodeData:
         HDF5 reads)."""
         rows = self.episode_rows(episodes)
         return np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
+
+    def reopen(self) -> None:
+        """A handle of its own on the file, for a forked reader process (HDF5 handles must
+        not be shared across a fork); in-memory pixels need none."""
+        if not self.in_memory:
+            self.file = open_episodes(self.path)
+            self.pixels = self.file["pixels"]
 
     def close(self):
         self.file.close()
@@ -148,6 +159,9 @@ class ClipDataset:
         frames = starts[:, None] + self.frame_offsets  # (B, T)
         if self.data.in_memory:
             pixels = self.data.pixels[frames]  # (B, T, H, W, 3)
+        elif self.data.frame_reads:
+            pixels = np.stack([self.data.pixels[r] for r in frames.ravel().tolist()])
+            pixels = pixels.reshape(B, T, *pixels.shape[1:])
         else:
             # One contiguous read per clip, strided in memory: h5py's strided selections are
             # several times slower than reading the frames in between.
