@@ -20,6 +20,7 @@ its `SIGReg`.
 import argparse
 import contextlib
 import io
+import json
 import statistics
 import sys
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from common import save
+from common import RESULTS, save
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -53,6 +54,8 @@ p.add_argument("--train-batch", type=int, default=128)
 p.add_argument("--sizes", default="tworoom-cpu,paper")
 p.add_argument("--device", default="cpu")
 p.add_argument("--no-train", action="store_true")
+p.add_argument("--no-plan", action="store_true",
+               help="time the training steps only; the result file keeps its planning rows")
 args = p.parse_args()
 device = torch.device(args.device)
 lib = peer.load()
@@ -226,8 +229,9 @@ def bench_training(name: str, ours) -> dict:
     opt_o = torch.optim.AdamW(ours.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     opt_p = torch.optim.AdamW(full.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def step_lewm():
-        terms = loss_terms(ours, pixels, actions, cfg, torch.Generator().manual_seed(0))
+    def step_lewm(bf16=False):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            terms = loss_terms(ours, pixels, actions, cfg, torch.Generator().manual_seed(0))
         opt_o.zero_grad(set_to_none=True)
         terms["loss"].backward()
         opt_o.step()
@@ -243,13 +247,16 @@ def bench_training(name: str, ours) -> dict:
         loss.backward()
         opt_p.step()
 
-    step_lewm(), step_peer()  # warm-up
-    t = {"lewm": [], "peer": []}
-    for _ in range(args.reps):
-        t["lewm"].append(timed(step_lewm))
-        t["peer"].append(timed(step_peer))
+    runs = {"lewm": step_lewm, "lewm_bf16": partial(step_lewm, True), "peer": step_peer}
+    for fn in runs.values():  # warm-up
+        fn()
+    t = {k: [] for k in runs}
+    for _ in range(args.reps):  # interleaved
+        for k, fn in runs.items():
+            t[k].append(timed(fn))
     out = {k: summary(v, 1.0) for k, v in t.items()}
-    out["speedup_lewm_vs_peer"] = round(out["peer"]["median_ms"] / out["lewm"]["median_ms"], 2)
+    for k in ("lewm", "lewm_bf16"):  # lewm_bf16: `--set precision=bf16` (autocast)
+        out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"], 2)
     out["batch"] = B
     print(name, "train", out, flush=True)
     return out
@@ -257,17 +264,22 @@ def bench_training(name: str, ours) -> dict:
 
 PEAK = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
 print("matmul peak GFLOP/s", {k: round(v / 1e9) for k, v in PEAK.items()}, flush=True)
-results = {}
+tag = "cuda" if device.type == "cuda" else "cpu"
+previous = RESULTS / f"vs_authors_{tag}.json"
+kept = json.loads(previous.read_text()) if args.no_plan else {}
+results = kept.get("models", {})
 for name in args.sizes.split(","):
     ours, theirs = pair(name)
-    with torch.inference_mode():
-        results[name] = bench_planning(name, ours, theirs)
+    if not args.no_plan:
+        with torch.inference_mode():
+            results[name] = bench_planning(name, ours, theirs)
     if not args.no_train:
-        results[name]["train_step"] = bench_training(name, ours)
+        results.setdefault(name, {})["train_step"] = bench_training(name, ours)
 
-
-tag = "cuda" if device.type == "cuda" else "cpu"
-save(f"vs_authors_{tag}", {"peer": f"stable-worldmodel {peer.version()}", "device": str(device),
+this = " ".join(["python", "bench/vs_authors.py", *sys.argv[1:]])
+command = f"{kept['command']}; training steps: {this}" if kept else this
+save(f"vs_authors_{tag}", {"command": command,
+                           "peer": f"stable-worldmodel {peer.version()}", "device": str(device),
                            "matmul_peak_gflops": {k: round(v / 1e9) for k, v in PEAK.items()},
                            "cem": "300 samples, 30 elites, 30 iterations, horizon 5, "
                            "1 context frame", "models": results})

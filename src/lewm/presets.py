@@ -79,6 +79,9 @@ class TrainConfig:
     """auto (cuda, then mps, then cpu), cpu, cuda or mps"""
     compile: bool = False
     """torch.compile the training step's model (CUDA)"""
+    precision: str = "auto"
+    """arithmetic of the training step: auto (bf16 autocast on CUDA, fp32 elsewhere), fp32, or
+    bf16 (autocast; on CPUs with AMX it trains the paper model ~2x faster than fp32)"""
     threads: int = 0
     """CPU threads for torch (0: torch's default)"""
     workers: int = 0
@@ -109,6 +112,8 @@ class TrainConfig:
             raise LewmError("lambd, weight_decay, grad_clip and warmup_steps must be >= 0")
         if not 0 <= self.val_fraction < 1:
             raise LewmError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise LewmError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
 

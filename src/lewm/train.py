@@ -2,8 +2,8 @@
 
 No stop-gradient, no EMA target, no pretrained encoder: the prediction loss flows into both
 the context and the target embeddings, and SIGReg alone keeps them from collapsing.
-Runs on CPU (fp32), CUDA (bf16 autocast), MPS, and under `torchrun` (DDP; SIGReg gathers
-the global batch).
+Runs on CPU (fp32, or bf16 autocast with `precision=bf16`), CUDA (bf16 autocast), MPS, and
+under `torchrun` (DDP; SIGReg gathers the global batch).
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         )
     if cfg.compile:
         step_model = torch.compile(step_model)
-    use_bf16 = device.type == "cuda"
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
