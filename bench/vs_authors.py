@@ -54,8 +54,10 @@ p.add_argument("--train-batch", type=int, default=128)
 p.add_argument("--sizes", default="tworoom-cpu,paper")
 p.add_argument("--device", default="cpu")
 p.add_argument("--no-train", action="store_true")
+p.add_argument("--compiled", action="store_true",
+               help="also time lewm's bf16 rollouts through torch.compile (lewm eval --compile)")
 p.add_argument("--no-plan", action="store_true",
-               help="time the training steps only; the result file keeps its planning rows")
+               help="time the training steps only; the result file keeps its other rows")
 args = p.parse_args()
 device = torch.device(args.device)
 lib = peer.load()
@@ -98,12 +100,12 @@ def pair(name: str):
     return ours.to(device), theirs.to(device)
 
 
-def plan_lewm(model, ctx, goal, iterations, precision="fp32"):
+def plan_lewm(model, ctx, goal, iterations, precision="fp32", compiled=False):
     B = ctx.shape[0]
     blk = model.cfg.frameskip * model.cfg.action_dim
-    cfg = CEMConfig(iterations=iterations, precision=precision)
-    cem(latent_cost(model, ctx, None, goal, precision=precision), B, blk, cfg,
-        episode_generators(0, range(B)), device)
+    cfg = CEMConfig(iterations=iterations, precision=precision, compile=compiled)
+    cem(latent_cost(model, ctx, None, goal, precision=precision, compiled=compiled), B, blk,
+        cfg, episode_generators(0, range(B)), device)
 
 
 def plan_peer(model, cfg, ctx, goal, iterations, batch_size):
@@ -197,13 +199,18 @@ def bench_planning(name: str, ours, theirs) -> dict:
         runs = {"lewm": partial(plan_lewm, ours, c, z, iters),
                 "lewm_bf16": partial(plan_lewm, ours, c, z, iters, "bf16"),
                 "peer": partial(plan_peer, theirs, ours.cfg, c, z, iters, min(best, episodes))}
+        if args.compiled:  # `--compile`; its compilation (once per shape) is not timed
+            runs["lewm_bf16_compiled"] = partial(plan_lewm, ours, c, z, iters, "bf16", True)
+            runs["lewm_bf16_compiled"]()
         t = {k: [] for k in runs}
         for _ in range(args.reps):  # interleaved
             for k, fn in runs.items():
                 t[k].append(timed(fn))
         out = {k: summary(v, scale, episodes) for k, v in t.items()}
-        for k in ("lewm", "lewm_bf16"):
-            out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"], 2)
+        for k in runs:
+            if k != "peer":
+                out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"],
+                                                    2)
         row[f"ms_per_episode_plan_{episodes}_episodes"] = out
         print(name, episodes, out, flush=True)
     return row
@@ -266,18 +273,23 @@ PEAK = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
 print("matmul peak GFLOP/s", {k: round(v / 1e9) for k, v in PEAK.items()}, flush=True)
 tag = "cuda" if device.type == "cuda" else "cpu"
 previous = RESULTS / f"vs_authors_{tag}.json"
-kept = json.loads(previous.read_text()) if args.no_plan else {}
+# A partial run (--no-plan or --no-train) updates what it measured in the existing file.
+partial_run = (args.no_plan or args.no_train) and previous.exists()
+kept = json.loads(previous.read_text()) if partial_run else {}
 results = kept.get("models", {})
 for name in args.sizes.split(","):
     ours, theirs = pair(name)
     if not args.no_plan:
         with torch.inference_mode():
+            train_row = results.get(name, {}).get("train_step")
             results[name] = bench_planning(name, ours, theirs)
+            if train_row is not None:
+                results[name]["train_step"] = train_row
     if not args.no_train:
         results.setdefault(name, {})["train_step"] = bench_training(name, ours)
 
 this = " ".join(["python", "bench/vs_authors.py", *sys.argv[1:]])
-command = f"{kept['command']}; training steps: {this}" if kept else this
+command = f"{kept['command']}; then {this}" if kept else this
 save(f"vs_authors_{tag}", {"command": command,
                            "peer": f"stable-worldmodel {peer.version()}", "device": str(device),
                            "matmul_peak_gflops": {k: round(v / 1e9) for k, v in PEAK.items()},
