@@ -25,7 +25,7 @@ from common import machine, save
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats
 from lewm.data.collect import CollectConfig, collect
 from lewm.data.hdf5 import compression_args
-from lewm.data.prefetch import Prefetcher, ProcessPrefetcher, as_tensors
+from lewm.data.prefetch import as_tensors, prefetcher
 
 p = argparse.ArgumentParser()
 p.add_argument("--world", default="pusht")
@@ -52,6 +52,7 @@ with tempfile.TemporaryDirectory() as tmp:
             f.create_dataset("pixels", data=data, chunks=(args.image_chunk_rows, *data.shape[1:]),
                              **compression_args(args.compression))
     data = EpisodeData(path, in_memory=False)  # read clip by clip from disk, as at scale
+    chunk_rows = data.file["pixels"].chunks[0]
     eps = range(data.num_episodes)
     ds = ClipDataset(data, eps, num_steps=4, frameskip=5, stats=fit_stats(data, eps))
 
@@ -61,11 +62,8 @@ with tempfile.TemporaryDirectory() as tmp:
     rows = {}
     for workers in args.workers:
         steps = range(10**9)
-        if workers:
-            loader = ProcessPrefetcher(read_batch, steps, depth=2, pin=pin, workers=workers,
-                                       worker_init=data.reopen)
-        else:
-            loader = Prefetcher(read_batch, steps, depth=2, pin=pin)
+        loader = prefetcher(read_batch, steps, depth=2, pin=pin, workers=workers,
+                            worker_init=data.reopen)
         batches = iter(loader)
         for _ in range(2 * max(1, workers)):  # warm-up: workers started, queues filled once
             next(batches)
@@ -82,7 +80,7 @@ with tempfile.TemporaryDirectory() as tmp:
 save(f"loader_throughput_{'cuda' if pin else 'cpu'}", {
     "file": f"{args.episodes} x {args.steps}-step {args.world} episodes at {args.size} px, "
             f"{args.compression} compression, on disk (not in memory), images in chunks of "
-            f"{args.image_chunk_rows or 1} frame(s)",
+            f"{chunk_rows} frame(s)",
     "read": f"batches of {args.batch} clips (4 frames every 5 steps) as `lewm train` reads "
             "them, after the loader's queues are full",
     "cores": machine()["cores"], "results": rows})

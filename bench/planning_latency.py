@@ -34,6 +34,9 @@ p.add_argument("--paper-episodes", type=int, default=8, help="batched episodes, 
 p.add_argument("--paper-iterations", type=int, default=3, help="timed iterations, paper on CPU")
 p.add_argument("--reps", type=int, default=3)
 args = p.parse_args()
+for v in args.variants:
+    if v.split("+")[0] not in ("fp32", "bf16") or v.split("+")[1:] not in ([], ["compile"]):
+        p.error(f"--variants {v!r}: expected fp32 or bf16, optionally +compile")
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -290,7 +290,7 @@ for name in args.sizes.split(","):
 
 this = " ".join(["python", "bench/vs_authors.py", *sys.argv[1:]])
 command = f"{kept['command']}; then {this}" if kept else this
-save(f"vs_authors_{tag}", {"command": command,
+save(f"vs_authors_{tag}", {"command": command, **({"note": kept["note"]} if "note" in kept else {}),
                            "peer": f"stable-worldmodel {peer.version()}", "device": str(device),
                            "matmul_peak_gflops": {k: round(v / 1e9) for k, v in PEAK.items()},
                            "cem": "300 samples, 30 elites, 30 iterations, horizon 5, "

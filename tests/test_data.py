@@ -163,30 +163,26 @@ def test_one_action_normaliser_for_data_planner_and_study():
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_prefetcher_keeps_order_and_raises_where_it_failed(workers):
+    """On a thread or in worker processes: batches in step order, a failing step raises its
+    own exception (type and message, not a worker's traceback), leaving early stops the
+    readers."""
     import torch
 
-    from lewm.data.prefetch import Prefetcher, ProcessPrefetcher
+    from lewm.data.prefetch import prefetcher
 
     def make(step):
         if step == 7:
             raise ValueError("bad step 7")
         return (torch.full((2,), step),)
 
-    def prefetcher(steps, depth=2):
-        if workers:
-            return ProcessPrefetcher(make, steps, depth=depth, workers=workers)
-        return Prefetcher(make, steps, depth=depth)
-
-    got = [(s, int(b[0][0])) for s, b in prefetcher(range(3, 7))]
+    got = [(s, int(b[0][0])) for s, b in prefetcher(make, range(3, 7), workers=workers)]
     assert got == [(3, 3), (4, 4), (5, 5), (6, 6)]
     seen = []
-    with pytest.raises(ValueError, match="bad step 7"):
-        for s, _ in prefetcher(range(5, 10)):
+    with pytest.raises(ValueError) as failed:
+        for s, _ in prefetcher(make, range(5, 10), workers=workers):
             seen.append(s)
-    assert seen == [5, 6]
-    with prefetcher(range(0, 5), depth=1) as early:  # left before the end: no hang
+    assert str(failed.value) == "bad step 7" and seen == [5, 6]
+    with prefetcher(make, range(0, 50), depth=1, workers=workers) as early:
+        readers = early._it._workers if workers else [early.thread]
         next(iter(early))
-    if workers:
-        assert early._it is None
-    else:
-        assert not early.thread.is_alive()
+    assert readers and not any(r.is_alive() for r in readers)

@@ -254,4 +254,6 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
         logs, _ = run_mpc(model, envs, obs, goals, cfg, budget=10, seed=3, record=[0])
         return np.stack(logs[0].frames)
 
+    del model.__dict__["_compiled_rollout"]  # run_mpc must compile it again
     np.testing.assert_array_equal(frames(True), frames(False))
+    assert "_compiled_rollout" in model.__dict__

@@ -59,14 +59,26 @@ def test_resume_is_bitwise_identical(tworoom_file, tmp_path):
 def test_worker_processes_train_bitwise_as_the_thread(tworoom_file, tmp_path, monkeypatch):
     """`workers=2` reads batches in two forked processes, each from its own handle on the
     file (pixels left on disk here, as for a dataset larger than RAM): the same batches in
-    the same order, so the same weights bit for bit."""
+    the same order and the same CPU random stream (dropout on), so the same weights."""
     import lewm.data.clips
+    import lewm.data.prefetch
 
+    cfg = override(TINY, ["model.dropout=0.1"])
     thread = tmp_path / "thread"
-    train(TINY, tworoom_file, thread, progress=False)
+    train(cfg, tworoom_file, thread, progress=False)
     monkeypatch.setattr(lewm.data.clips, "_memory_bytes", lambda: 1)  # read from disk
+    built = []
+    real = lewm.data.prefetch.ProcessPrefetcher
+
+    class Recorded(real):
+        def __init__(self, *args, **kwargs):
+            built.append(args[4])  # workers
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lewm.data.prefetch, "ProcessPrefetcher", Recorded)
     procs = tmp_path / "procs"
-    train(override(TINY, ["workers=2"]), tworoom_file, procs, progress=False)
+    train(override(cfg, ["workers=2"]), tworoom_file, procs, progress=False)
+    assert built == [2]
     a, b = weights(thread), weights(procs)
     for k in a:
         assert torch.equal(a[k], b[k]), k

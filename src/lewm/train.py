@@ -2,8 +2,8 @@
 
 No stop-gradient, no EMA target, no pretrained encoder: the prediction loss flows into both
 the context and the target embeddings, and SIGReg alone keeps them from collapsing.
-Runs on CPU (fp32, or bf16 autocast with `precision=bf16`), CUDA (bf16 autocast), MPS, and
-under `torchrun` (DDP; SIGReg gathers the global batch).
+Runs on CPU (fp32 by default, bf16 autocast with `precision=bf16`), CUDA (bf16 autocast by
+default), MPS, and under `torchrun` (DDP; SIGReg gathers the global batch).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
-from lewm.data.prefetch import Prefetcher, ProcessPrefetcher, as_tensors
+from lewm.data.prefetch import as_tensors, prefetcher
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
 from lewm.errors import LewmError
@@ -284,12 +284,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
         return as_tensors(run.train.batch(idx))
 
-    pin = device.type == "cuda"
-    if cfg.workers:
-        batches = ProcessPrefetcher(read_batch, range(start, end), depth=2, pin=pin,
-                                    workers=cfg.workers, worker_init=run.train.data.reopen)
-    else:
-        batches = Prefetcher(read_batch, range(start, end), depth=2, pin=pin)
+    batches = prefetcher(read_batch, range(start, end), depth=2, pin=device.type == "cuda",
+                         workers=cfg.workers, worker_init=run.train.data.reopen)
     try:
         for step, (pixels, actions) in batches:
             if stop.set:

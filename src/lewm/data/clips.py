@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 
+import h5py
 import numpy as np
 
 from lewm.data.hdf5 import open_episodes
@@ -93,10 +94,12 @@ class EpisodeData:
         return np.sort(rng.choice(rows, size=min(n, len(rows)), replace=False))
 
     def reopen(self) -> None:
-        """A handle of its own on the file, for a forked reader process (HDF5 handles must
-        not be shared across a fork); in-memory pixels need none."""
+        """In a forked reader process: close the handle inherited from the parent and open
+        the file again (the parent validated it), so that the process's HDF5 library state
+        is its own; in-memory pixels need none."""
         if not self.in_memory:
-            self.file = open_episodes(self.path)
+            self.file.close()
+            self.file = h5py.File(self.path, "r")
             self.pixels = self.file["pixels"]
 
     def close(self):

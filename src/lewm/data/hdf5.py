@@ -98,7 +98,7 @@ class EpisodeWriter:
         for name, value in episode.items():
             value = np.asarray(value)
             if name not in self.file:
-                compress = self.compress if value.ndim >= 3 else {}  # images, not scalars
+                compress = self.compress if value.ndim >= 3 else {}  # images, not vectors
                 # A training clip uses every frameskip-th frame: with one frame per compressed
                 # chunk, reading it decompresses those frames alone, not the 16-32 around them
                 # (6.8x the frames/s at 224 px, lzf; bench/loader_throughput.py).

@@ -1,9 +1,9 @@
 """Training batches read ahead, so the accelerator does not wait on HDF5 reads,
 decompression and copies: on a background thread (`Prefetcher`), or in worker processes
 (`ProcessPrefetcher`) when one reader cannot keep up (h5py serialises reads across threads,
-so only processes read in parallel; at 224 px one reads ~2,000 frames/s uncompressed and
-~600 lzf-compressed, bench/results/compression_pusht_224px.json, where the paper model
-trains at ~8,000-11,000 frames/s on an H200).
+so only processes read in parallel; bench/results/loader_throughput_*.json has what one
+reader delivers at 224 px, against the ~8,000-11,000 frames/s the paper model trains at on
+an H200).
 
 Batch `step` is a pure function of the step (`batch_indices`), so reading ahead changes
 nothing about which clips a step sees: a run is the same with or without them.
@@ -11,20 +11,34 @@ nothing about which clips a step sees: a run is the same with or without them.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
 import torch
 
 from lewm.errors import LewmError
+from lewm.rundir import StopFlag
 
 _DONE = object()
 
 
-class Prefetcher:
+class _Closing:
+    """`with` closes it (stopping its readers), also when left before the end."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Prefetcher(_Closing):
     """Iterates `make(step)` for step in `steps`, computed `depth` steps ahead on a thread.
 
     make: step -> tuple of CPU tensors; with `pin` they are copied to pinned memory, so that
@@ -76,15 +90,11 @@ class Prefetcher:
         self.stopping.set()
         self.thread.join(timeout=5)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class _StepBatches(torch.utils.data.Dataset):
-    """Item i of a DataLoader over it: (steps[i], make(steps[i]))."""
+    """Item i of a DataLoader over it: (steps[i], make(steps[i])), or (steps[i], the exception
+    make raised): handed back as a value, so the consumer raises the original (its type and
+    one-line message), not the DataLoader's re-wrapped copy with the worker's traceback."""
 
     def __init__(self, make: Callable[[int], tuple], steps: range):
         self.make, self.steps = make, steps
@@ -94,39 +104,54 @@ class _StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         step = self.steps[i]
-        return step, self.make(step)
+        try:
+            return step, self.make(step)
+        except Exception as e:  # noqa: BLE001  (raised again by the consumer)
+            return step, e
 
 
-class ProcessPrefetcher:
+class ProcessPrefetcher(_Closing):
     """`Prefetcher` with `workers` forked processes: worker w computes batches w, w + workers,
     ... (`depth` each ahead), and the batches come back in step order through shared memory
-    (torch's DataLoader machinery). Forked workers inherit `make` and what it reads from;
-    `worker_init` runs first in each (e.g. `EpisodeData.reopen`: HDF5 handles must not be
-    shared across a fork). Workers ignore SIGINT: the training loop decides when to stop."""
+    (torch's DataLoader machinery; 2 x workers batches in /dev/shm at a time, ~80 MB each at
+    the paper's 224 px batch). Forked workers inherit `make` and what it reads from;
+    `worker_init` runs first in each (e.g. `EpisodeData.reopen`). Workers ignore the signals
+    that stop training (`StopFlag.SIGNALS`): the training loop decides when to stop."""
 
     def __init__(self, make: Callable[[int], tuple], steps: range, depth: int = 2,
                  pin: bool = False, workers: int = 2,
                  worker_init: Callable[[], None] | None = None):
-        if "fork" not in multiprocessing.get_all_start_methods():
-            raise LewmError("workers > 0 needs processes started by fork (Linux); use workers=0")
+        if not sys.platform.startswith("linux"):
+            raise LewmError(f"workers={workers}: reader processes are forked, which is safe on "
+                            f"Linux only, not {sys.platform}; use workers=0")
 
         def init(_):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for sig in StopFlag.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
             if worker_init is not None:
                 worker_init()
 
         loader = torch.utils.data.DataLoader(
             _StepBatches(make, steps), batch_size=None, num_workers=workers,
             prefetch_factor=max(1, depth), pin_memory=pin, worker_init_fn=init,
-            multiprocessing_context="fork")
+            multiprocessing_context="fork",
+            # The workers' seeds come from this generator, not torch's global one, which
+            # dropout on a CPU draws from: with it, a run is the same with or without workers.
+            generator=torch.Generator())
         self._it = iter(loader)
 
     def __iter__(self) -> Iterator[tuple[int, tuple]]:
+        # Workers are shut down as soon as the batches end or one fails, not at garbage
+        # collection: a loader left alive would be inherited by the next one's forked workers.
         while self._it is not None:
             try:
                 step, batch = next(self._it)
             except StopIteration:
+                self.close()
                 return
+            if isinstance(batch, Exception):
+                self.close()
+                raise batch
             yield int(step), tuple(batch)
 
     def close(self):
@@ -134,11 +159,13 @@ class ProcessPrefetcher:
         if it is not None:
             it._shutdown_workers()  # joins the workers now, not at garbage collection
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
+def prefetcher(make: Callable[[int], tuple], steps: range, depth: int = 2, pin: bool = False,
+               workers: int = 0, worker_init: Callable[[], None] | None = None):
+    """A `Prefetcher` (workers=0: one thread) or a `ProcessPrefetcher` (workers > 0)."""
+    if workers:
+        return ProcessPrefetcher(make, steps, depth, pin, workers, worker_init)
+    return Prefetcher(make, steps, depth, pin)
 
 
 def as_tensors(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,12 +10,15 @@ the learned one in tests.
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from lewm.errors import LewmError
 from lewm.model.normalize import ZScore
 from lewm.planning.cem import CEMConfig, cem, episode_generators
 from lewm.planning.graph import SubgoalPlanner
@@ -56,11 +59,17 @@ class ActionScaler:
 def compiled_rollout(model):
     """`model.rollout` through torch.compile, built once per model and kept on it. On CUDA it
     replays CUDA graphs (mode 'reduce-overhead'): a plan of one episode is hundreds of small
-    kernels, which graphs launch at once. Shapes that change between calls (episodes
-    finishing) compile again, then run with dynamic shapes."""
+    kernels, which graphs launch at once. Each new batch shape (episodes finishing) compiles
+    again, then runs with dynamic shapes, and on CUDA records one more graph. torch keeps one
+    compile cache for `LeWM.rollout` in a process: past its recompile limit (8) with many
+    models or context lengths, it falls back to eager (same answers, eager speed)."""
     fn = model.__dict__.get("_compiled_rollout")
     if fn is None:
         cuda = torch.device(model.device).type == "cuda"
+        if cuda and importlib.util.find_spec("triton") is None:
+            raise LewmError("--compile on CUDA needs triton (pip install triton)")
+        if not cuda and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            raise LewmError("--compile on a CPU needs a C++ compiler (e.g. apt-get install g++)")
         fn = torch.compile(model.rollout, mode="reduce-overhead" if cuda else None)
         model.__dict__["_compiled_rollout"] = fn
     return fn
@@ -94,6 +103,8 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
             for i in range(0, b * S, chunk):
                 part = slice(i, i + chunk)
                 acts = ctx_act[part] if ctx_act is not None else None
+                # Compiled on CUDA, `pred` may live in a CUDA graph's output buffer, which the
+                # next call overwrites: it is reduced to costs before then.
                 pred = rollout(ctx[part], acts, flat[part])[:, -1].float()  # (n, D)
                 out.append(((pred - goal[part]) ** 2).sum(-1))
         return torch.cat(out).view(b, S)
