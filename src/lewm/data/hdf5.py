@@ -101,7 +101,7 @@ class EpisodeWriter:
                 compress = self.compress if value.ndim >= 3 else {}  # images, not vectors
                 # A training clip uses every frameskip-th frame: with one frame per compressed
                 # chunk, reading it decompresses those frames alone, not the 16-32 around them
-                # (6.8x the frames/s at 224 px, lzf; bench/loader_throughput.py).
+                # (6.4x the frames/s at 224 px, lzf; bench/results/loader_throughput_cpu.json).
                 rows = 1 if compress else self.chunk_rows
                 self.file.create_dataset(
                     name,
