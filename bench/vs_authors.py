@@ -158,6 +158,20 @@ def summary(seconds: list[float], scale: float, per: int = 1) -> dict:
             "reps": len(ms)}
 
 
+def interleaved(runs: dict, scale: float = 1.0, per: int = 1) -> dict:
+    """`--reps` timings of each of `runs` (name -> fn, one of them "peer"), interleaved, as
+    `summary`s, with every lewm run's speed-up over the peer's median."""
+    t = {k: [] for k in runs}
+    for _ in range(args.reps):
+        for k, fn in runs.items():
+            t[k].append(timed(fn))
+    out = {k: summary(v, scale, per) for k, v in t.items()}
+    for k in runs:
+        if k != "peer":
+            out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"], 2)
+    return out
+
+
 class HFStyle(nn.Module):
     """Wraps a module mapping images to features as `encoder(x, ...).last_hidden_state[:, 0]`."""
 
@@ -202,15 +216,7 @@ def bench_planning(name: str, ours, theirs) -> dict:
         if args.compiled:  # `--compile`; its compilation (once per shape) is not timed
             runs["lewm_bf16_compiled"] = partial(plan_lewm, ours, c, z, iters, "bf16", True)
             runs["lewm_bf16_compiled"]()
-        t = {k: [] for k in runs}
-        for _ in range(args.reps):  # interleaved
-            for k, fn in runs.items():
-                t[k].append(timed(fn))
-        out = {k: summary(v, scale, episodes) for k, v in t.items()}
-        for k in runs:
-            if k != "peer":
-                out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"],
-                                                    2)
+        out = interleaved(runs, scale, episodes)
         row[f"ms_per_episode_plan_{episodes}_episodes"] = out
         print(name, episodes, out, flush=True)
     return row
@@ -257,13 +263,7 @@ def bench_training(name: str, ours) -> dict:
     runs = {"lewm": step_lewm, "lewm_bf16": partial(step_lewm, True), "peer": step_peer}
     for fn in runs.values():  # warm-up
         fn()
-    t = {k: [] for k in runs}
-    for _ in range(args.reps):  # interleaved
-        for k, fn in runs.items():
-            t[k].append(timed(fn))
-    out = {k: summary(v, 1.0) for k, v in t.items()}
-    for k in ("lewm", "lewm_bf16"):  # lewm_bf16: `--set precision=bf16` (autocast)
-        out[f"speedup_{k}_vs_peer"] = round(out["peer"]["median_ms"] / out[k]["median_ms"], 2)
+    out = interleaved(runs)  # lewm_bf16: `--set precision=bf16` (autocast)
     out["batch"] = B
     print(name, "train", out, flush=True)
     return out
