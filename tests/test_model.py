@@ -142,3 +142,32 @@ def test_load_on_a_missing_device(tmp_path):
 
     with pytest.raises(LewmError, match="CUDA is not available"):
         lewm.load(tmp_path, device="cuda")
+
+
+@pytest.mark.parametrize("queries,keys,causal", [
+    (1, 1, False), (2, 2, False), (3, 3, False), (2, 2, True), (3, 3, True),
+    (1, 3, False),  # the last token alone against a window (a rollout's last block, a cache)
+])
+def test_short_attention_is_scaled_dot_product_attention(queries, keys, causal):
+    """The written-out attention that planning uses for a few tokens (the predictor in eval
+    mode) against torch's kernel, which training uses."""
+    import torch.nn.functional as F
+
+    from lewm.model.predictor import short_attention
+
+    g = torch.Generator().manual_seed(queries * 10 + keys)
+    q = torch.randn(4, 2, queries, 8, generator=g)
+    k, v = torch.randn(2, 4, 2, keys, 8, generator=g)
+    torch.testing.assert_close(short_attention(q, k, v, causal),
+                               F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+
+
+def test_predictor_answers_alike_in_training_and_eval_mode(model):
+    """Without dropout, eval mode (written-out attention) and training mode (torch's
+    attention kernel) compute the same predictions."""
+    torch.manual_seed(0)
+    for p in model.predictor.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    emb, act = torch.randn(2, 3, TINY.embed_dim), torch.randn(2, 3, TINY.embed_dim)
+    train = model.predictor.train()(emb, act)
+    torch.testing.assert_close(model.predictor.eval()(emb, act), train)

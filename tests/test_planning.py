@@ -244,6 +244,16 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
     assert "_compiled_rollout" in model.__dict__  # compiled once, kept on the model
 
+    # On a CPU the weights are frozen into the compiled code: changed weights must rebuild it.
+    weight = model.pred_proj[0].weight
+    kept = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(1.5)
+        eager = latent_cost(model, ctx, acts, goal)(cand)
+        compiled = latent_cost(model, ctx, acts, goal, compiled=True)(cand)
+        weight.copy_(kept)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
     data = json.loads((tiny_run / "config.json").read_text())["data"]["path"]
     pairs = dataset_pairs(data, 1, offset=25, seed=42)
 

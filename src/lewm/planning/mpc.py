@@ -59,20 +59,46 @@ class ActionScaler:
 def compiled_rollout(model):
     """`model.rollout` through torch.compile, built once per model and kept on it. On CUDA it
     replays CUDA graphs (mode 'reduce-overhead'): a plan of one episode is hundreds of small
-    kernels, which graphs launch at once. Each new batch shape (episodes finishing) compiles
-    again, then runs with dynamic shapes, and on CUDA records one more graph. torch keeps one
-    compile cache for `LeWM.rollout` in a process: past its recompile limit (8) with many
-    models or context lengths, it falls back to eager (same answers, eager speed)."""
-    fn = model.__dict__.get("_compiled_rollout")
-    if fn is None:
-        cuda = torch.device(model.device).type == "cuda"
+    kernels, which graphs launch at once. On a CPU the weights are frozen into the compiled
+    code (inductor's `freezing`: linear layers prepacked for oneDNN, bf16 weights cast once
+    rather than at every call), so it is rebuilt if the weights change. Each new batch shape
+    (episodes finishing) compiles again, then runs with dynamic shapes, and on CUDA records
+    one more graph. torch keeps one compile cache for `LeWM.rollout` in a process: past its
+    recompile limit (8) with many models or context lengths, it falls back to eager (same
+    answers, eager speed)."""
+    cuda = torch.device(model.device).type == "cuda"
+    # Frozen weights are constants of the compiled code: a fingerprint of every parameter's
+    # storage and in-place version tells when they were trained or replaced since.
+    weights = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    built = model.__dict__.get("_compiled_rollout")
+    if built is None or built[0] != weights:
         if cuda and importlib.util.find_spec("triton") is None:
             raise LewmError("--compile on CUDA needs triton (pip install triton)")
         if not cuda and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
             raise LewmError("--compile on a CPU needs a C++ compiler (e.g. apt-get install g++)")
-        fn = torch.compile(model.rollout, mode="reduce-overhead" if cuda else None)
-        model.__dict__["_compiled_rollout"] = fn
-    return fn
+        if cuda:
+            fn = torch.compile(model.rollout, mode="reduce-overhead")
+        else:
+            # torch keeps compiled code per Python function, guarded by the model's identity
+            # but not by its weights' values: code that froze other weights (these before
+            # they changed, or a freed model's at the same address) would be reused.
+            torch._dynamo.reset()
+            fn = frozen(torch.compile(model.rollout))
+        built = model.__dict__["_compiled_rollout"] = (weights, fn)
+    return built[1]
+
+
+def frozen(compiled):
+    """`compiled` run with inductor's freezing on. Compilation happens lazily, at the first
+    call and at each call with a new batch shape, so the setting must hold around every call
+    (torch.compile's `options` did not reach the freezing pass in torch 2.13)."""
+    from torch._inductor import config
+
+    def run(*args):
+        with config.patch(freezing=True):
+            return compiled(*args)
+
+    return run
 
 
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
