@@ -4,7 +4,8 @@ preset's image size: one optimisation step = encode + predict + SIGReg + backwar
     python bench/train_throughput.py [--presets tworoom-cpu paper] [--paper-batch 16]
         [--compile]
 
-bf16 autocast on GPUs (as `lewm train`), fp32 on CPUs. `--compile` also times each preset
+Each preset's `precision` decides, as in `lewm train` (auto: bf16 autocast on GPUs, fp32
+on CPUs). `--compile` also times each preset
 with the model through torch.compile (as `--set compile=true`); its first steps pay the
 compilation (`compile_s`). Writes bench/results/train_throughput_{cpu,cuda}.json.
 """
@@ -18,7 +19,7 @@ from common import machine, save
 from lewm.losses import loss_terms
 from lewm.model import LeWM
 from lewm.presets import get_preset
-from lewm.train import sigreg_generator
+from lewm.train import sigreg_generator, trains_in_bf16
 
 p = argparse.ArgumentParser()
 p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "paper"])
@@ -43,7 +44,7 @@ def measure(name: str, compiled: bool = False) -> dict:
     S, T = cfg.model.image_size, cfg.num_steps
     pixels = torch.randint(0, 256, (batch, T, S, S, 3), dtype=torch.uint8, device=device)
     actions = torch.randn(batch, T, cfg.model.frameskip * cfg.model.action_dim, device=device)
-    bf16 = device.type == "cuda"
+    bf16 = trains_in_bf16(cfg, device)
 
     def step(i):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):

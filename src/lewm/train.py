@@ -47,6 +47,11 @@ def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def trains_in_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """`precision`: bf16 autocast when asked, or by default (auto) on CUDA; fp32 otherwise."""
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+
 def sigreg_generator(seed: int, step: int) -> torch.Generator:
     """Directions are redrawn every step, identically on every rank, and are a function of
     (seed, step) alone so that a resumed run draws the same ones."""
@@ -246,8 +251,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         )
     if cfg.compile:
         step_model = torch.compile(step_model)
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16,
+                                      enabled=trains_in_bf16(cfg, device))
 
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
     # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).

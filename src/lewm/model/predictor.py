@@ -17,8 +17,10 @@ KV = tuple[torch.Tensor, torch.Tensor]  # one block's keys and values (B, heads,
 
 
 # Planning attends over at most `history` (3) tokens: there a fused attention kernel costs
-# more to set up than the few dot products it computes (on a CPU, a quarter of a plan's
-# time), while the same products written out are element-wise work that torch.compile fuses.
+# more to set up than the few dot products it computes (on a CPU, a quarter of a compiled
+# plan's time), while the same products written out are element-wise work that
+# torch.compile fuses. Run eagerly they are not fused, and materialise (rows, heads, Tq, Tk,
+# head_dim) products: slower than the kernel for the paper model, so eager code keeps it.
 SHORT_WINDOW = 8
 
 
@@ -69,7 +71,7 @@ class CausalAttention(nn.Module):
         if last_only:
             q = q[:, :, -1:]  # the last token sees every key: no mask needed
         causal = q.shape[2] > 1
-        if not self.training and k.shape[2] <= SHORT_WINDOW:
+        if torch.compiler.is_compiling() and not self.training and k.shape[2] <= SHORT_WINDOW:
             a = short_attention(q, k, v, causal)
         else:
             p = self.drop.p if self.training else 0.0

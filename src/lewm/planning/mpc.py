@@ -101,6 +101,32 @@ def frozen(compiled):
     return run
 
 
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep freed blocks of up to 32 MB for reuse instead of returning them to the
+    OS. A plan allocates activations of a few MB per layer and frees them at once; by default
+    each is mmap-ed afresh and its pages faulted in again (zeroed by the kernel), which took
+    a fifth of a compiled CPU plan's time (bench/results/planning_latency_cpu.json). The
+    process then holds on to its peak memory. A no-op off glibc."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed value on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 1 << 30)
+
+
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
                 precision: str = "fp32", compiled: bool = False):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
@@ -113,8 +139,11 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
     `chunk` rows (default 4096 there, none on accelerators), since one huge batch spills
     the caches and runs slower than several cache-sized ones.
     """
+    on_cpu = torch.device(model.device).type == "cpu"
     if chunk is None:
-        chunk = 4096 if torch.device(model.device).type == "cpu" else 1 << 30
+        chunk = 4096 if on_cpu else 1 << 30
+    if on_cpu:
+        keep_freed_memory()
     rollout = compiled_rollout(model) if compiled else model.rollout
 
     def cost(cand: torch.Tensor) -> torch.Tensor:
