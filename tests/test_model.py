@@ -160,4 +160,3 @@ def test_short_attention_is_scaled_dot_product_attention(queries, keys, causal):
     k, v = torch.randn(2, 4, 2, keys, 8, generator=g)
     torch.testing.assert_close(short_attention(q, k, v, causal),
                                F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-
