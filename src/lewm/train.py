@@ -251,8 +251,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         )
     if cfg.compile:
         step_model = torch.compile(step_model)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16,
-                                      enabled=trains_in_bf16(cfg, device))
+    use_bf16 = trains_in_bf16(cfg, device)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
     # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).

@@ -10,6 +10,7 @@ the learned one in tests.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import time
@@ -101,19 +102,13 @@ def frozen(compiled):
     return run
 
 
-_MALLOC_TUNED = False
-
-
+@functools.cache  # once per process
 def keep_freed_memory() -> None:
     """Have glibc keep freed blocks of up to 32 MB for reuse instead of returning them to the
     OS. A plan allocates activations of a few MB per layer and frees them at once; by default
     each is mmap-ed afresh and its pages faulted in again (zeroed by the kernel), which took
-    a fifth of a compiled CPU plan's time (docs/planning.md). The
-    process then holds on to its peak memory. A no-op off glibc."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
+    a fifth of a compiled CPU plan's time (docs/planning.md). The process then holds on to
+    its peak memory. A no-op off glibc."""
     import ctypes
     import ctypes.util
 
