@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Push-T on one lent GPU: which of the 64 px ViT run's differences from the CPU recipe makes
+# the encoder read the block's angle? Four trainings share the GPU at once (each is far from
+# filling it), then each is probed and evaluated on the 50-episode protocol:
+#   cnn-paperopt  the pusht-cpu CNN with the paper's optimisation (lr 5e-5, batch 128,
+#                 warm-up 500)
+#   cnn-paperrest the pusht-cpu CNN with everything else of the paper (D 192, M 1024,
+#                 predictor 6 x 16 heads, dropout 0.1, lr 5e-5, batch 128): the encoder alone
+#                 differs from the ViT run
+#   vit-cpuopt    the paper's ViT-Tiny at 64 px with everything else of pusht-cpu (D 64,
+#                 lambda 0.1, M 256, small predictor, batch 64) at lr 5e-4: the encoder alone
+#                 differs from the CPU recipe
+#   vit-paper     the paper's ViT-Tiny at 64 px with the paper's settings, longer than the
+#                 3,000 steps of bench/results/pusht_vit64_h200.json
+#
+#   bench/gpu_pusht_sweep.sh OUT_DIR [DATA] [TRAIN_SECONDS]
+set -uo pipefail
+OUT=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; SECS=${3:-330}
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+lewm() { python3 -m lewm.cli "$@"; }
+stamp() { echo "[$(date +%T)] $*"; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
+
+python3 - "$DATA" /tmp/pusht64.h5 <<'EOF'
+import sys, h5py  # the carried file is gzip-compressed: training reads an uncompressed copy
+with h5py.File(sys.argv[1]) as src, h5py.File(sys.argv[2], "w") as dst:
+    for k in src:
+        dst.create_dataset(k, data=src[k][:], chunks=src[k].chunks)
+    dst.attrs.update({**src.attrs, "compression": "none"})
+EOF
+stamp data ready
+
+CPU="--preset pusht-cpu --set threads=4"
+PAPER_PRED="--set model.pred_depth=6 --set model.pred_heads=16 --set model.pred_head_dim=64 --set model.pred_mlp=2048"
+VIT="--set model.encoder=vit --set model.patch_size=8 --set model.enc_dim=192 --set model.enc_depth=12 --set model.enc_heads=3 --set model.enc_mlp=768"
+declare -A RUNS=(
+    [cnn-paperopt]="$CPU --set lr=5e-5 --set batch_size=128 --set warmup_steps=500 --set steps=10000"
+    [cnn-paperrest]="$CPU $PAPER_PRED --set model.embed_dim=192 --set num_proj=1024 --set model.dropout=0.1 --set lambd=0.09 --set lr=5e-5 --set batch_size=128 --set warmup_steps=500 --set steps=8000"
+    [vit-cpuopt]="$CPU $VIT --set lr=5e-4 --set steps=6000"
+    [vit-paper]="--preset pusht-paper --set threads=4 --set model.image_size=64 --set model.patch_size=8 --set epochs=0 --set steps=5000 --set val_every=1000 --set ckpt_every=1000"
+)
+for name in "${!RUNS[@]}"; do
+    # shellcheck disable=SC2086
+    timeout -s INT "$SECS" python3 -m lewm.cli train ${RUNS[$name]} --data /tmp/pusht64.h5 \
+        --out "/tmp/runs/$name" --quiet > "$OUT/$name.train.log" 2>&1 &
+done
+wait
+stamp trained
+tail -n 3 "$OUT"/*.train.log
+for name in "${!RUNS[@]}"; do
+    ( lewm probe "/tmp/runs/$name" --device cuda > "$OUT/$name.probe.log" 2>&1
+      lewm eval "/tmp/runs/$name" --device cuda > "$OUT/$name.eval.log" 2>&1
+      for f in metrics.jsonl probe.json eval.json config.json; do
+          [ -f "/tmp/runs/$name/$f" ] && cp "/tmp/runs/$name/$f" "$OUT/$name.$f"
+      done ) &
+done
+wait
+stamp done
+python3 - "$OUT" <<'EOF2'
+import json, pathlib, sys
+for p in sorted(pathlib.Path(sys.argv[1]).glob("*.probe.json")):
+    name = p.name.split(".")[0]
+    lin = {k: round(v["r"], 3) for k, v in json.loads(p.read_text())["probes"]["linear"].items()}
+    ev = pathlib.Path(sys.argv[1], name + ".eval.json")
+    ev = json.loads(ev.read_text()) if ev.exists() else {}
+    print(name, "probe", lin, "success", ev.get("success_rate"), "random", ev.get("random_success_rate"))
+EOF2
