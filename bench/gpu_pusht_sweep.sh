@@ -14,16 +14,25 @@
 #                 3,000 steps of bench/results/pusht_vit64_h200.json
 #
 #   bench/gpu_pusht_sweep.sh OUT_DIR [DATA] [TRAIN_SECONDS]
+#
+# First lent run (H100, 330 s of training): steps reached 9,112 / 6,808 / 5,157 / 4,107 in the
+# order above, but the four probes running at once had not finished 3.5 min later, and the
+# machine (released 30 s after the call) took the runs with it. Four processes each with
+# torch's 16 threads on 16 cores made the probes' small MLP steps crawl: hence
+# OMP_NUM_THREADS=4 below, a time limit on each probe and evaluation, and the results packed
+# into OUT_DIR after training and at the end.
 set -uo pipefail
-OUT=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; SECS=${3:-330}
-mkdir -p "$OUT"
+DEST=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; SECS=${3:-330}
+# The device tool returns at most 8 files: results gather in OUT and travel as one archive,
+# packed after training and again at the end.
+OUT=/tmp/sweep; mkdir -p "$OUT" "$DEST"
+pack() { tar czf "$DEST/sweep.tgz" -C "$OUT" .; }
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
         .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-lewm() { python3 -m lewm.cli "$@"; }
+export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 stamp() { echo "[$(date +%T)] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
@@ -54,14 +63,17 @@ done
 wait
 stamp trained
 tail -n 3 "$OUT"/*.train.log
+pack
 for name in "${!RUNS[@]}"; do
-    ( lewm probe "/tmp/runs/$name" --device cuda > "$OUT/$name.probe.log" 2>&1
-      lewm eval "/tmp/runs/$name" --device cuda > "$OUT/$name.eval.log" 2>&1
-      for f in metrics.jsonl probe.json eval.json config.json; do
-          [ -f "/tmp/runs/$name/$f" ] && cp "/tmp/runs/$name/$f" "$OUT/$name.$f"
-      done ) &
+    ( save() { for f in "$@"; do [ -f "/tmp/runs/$name/$f" ] && cp "/tmp/runs/$name/$f" "$OUT/$name.$f"; done; }
+      save metrics.jsonl
+      timeout 90 python3 -m lewm.cli probe "/tmp/runs/$name" --device cuda > "$OUT/$name.probe.log" 2>&1
+      save probe.json
+      timeout 150 python3 -m lewm.cli eval "/tmp/runs/$name" --device cuda > "$OUT/$name.eval.log" 2>&1
+      save eval.json ) &
 done
 wait
+pack
 stamp done
 python3 - "$OUT" <<'EOF2'
 import json, pathlib, sys
