@@ -66,6 +66,7 @@ def test_cem_std_refit_is_the_authors_by_default():
     ({"horizon": 0}, "horizon must be >= 1"),
     ({"samples": 0}, "samples must be >= 1"),
     ({"context": 0}, "context must be >= 1"),
+    ({"cost": "sum"}, "cost must be final or path"),
 ])
 def test_planner_settings_out_of_range(kwargs, match):
     with pytest.raises(LewmError, match=match):
@@ -225,6 +226,21 @@ def test_replan_beyond_the_horizon_is_refused(tiny_run):
 @pytest.mark.slow
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                     reason="torch.compile on a CPU needs a C++ compiler")
+def test_the_path_cost_scores_every_predicted_block():
+    """cost="path" averages the latent distance to the goal over the plan's predicted blocks;
+    "final" (the paper's) scores the last one alone."""
+    from lewm.planning.mpc import latent_cost
+
+    model, g = OracleTwoRoom(), torch.Generator().manual_seed(0)
+    ctx, goal = torch.full((2, 1, 2), 100.0), torch.tensor([[120.0, 100.0], [60.0, 150.0]])
+    cand = torch.randn(2, 8, 4, 10, generator=g)
+    pred = model.rollout(ctx.repeat_interleave(8, 0), None, cand.flatten(0, 1)).view(2, 8, 4, 2)
+    dist = ((pred - goal[:, None, None]) ** 2).sum(-1)  # (2, 8, 4)
+    torch.testing.assert_close(latent_cost(model, ctx, None, goal)(cand), dist[..., -1])
+    torch.testing.assert_close(latent_cost(model, ctx, None, goal, reduce="path")(cand),
+                               dist.mean(-1))
+
+
 def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     """`CEMConfig.compile` (torch.compile of the rollouts, CUDA graphs on GPUs) changes speed,
     not answers: costs equal the eager ones to float rounding, with 1 and 3 context frames,

@@ -38,6 +38,11 @@ class CEMConfig:
     context: int = 1
     """frames of context at each re-plan: 1, the current frame only, as in the authors'
     evaluation; up to the model's history, with the blocks executed between them"""
+    cost: str = "final"
+    """what a candidate is scored on: final, the squared latent distance between its last
+    predicted embedding and the goal's (the paper's); path, that distance averaged over every
+    predicted block, which prefers plans that arrive early and stay (with frequent re-plans a
+    final-only cost keeps the arrival at the horizon's end, one re-plan later each time)"""
     precision: str = "fp32"
     """arithmetic of the model's rollouts: fp32, or bf16 (autocast; costs compared in fp32):
     faster on GPUs and on CPUs with AMX, with slightly different plans that may also vary
@@ -57,6 +62,8 @@ class CEMConfig:
             raise LewmError(f"CEM elites ({self.elites}) cannot exceed samples ({self.samples})")
         if self.context < 1:
             raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
+        if self.cost not in ("final", "path"):
+            raise LewmError(f"planning cost must be final or path, got {self.cost!r}")
         if self.precision not in ("fp32", "bf16"):
             raise LewmError(f"planning precision must be fp32 or bf16, got {self.precision!r}")
         if not self.init_std > 0 or self.min_std < 0:

@@ -123,9 +123,10 @@ def keep_freed_memory() -> None:
 
 
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
-                precision: str = "fp32", compiled: bool = False):
+                precision: str = "fp32", compiled: bool = False, reduce: str = "final"):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
-    and the goal embedding (docs/design.md §1.4).
+    and the goal embedding (docs/design.md §1.4); with reduce="path", that distance averaged
+    over all H predicted embeddings (`CEMConfig.cost`).
 
     precision: "bf16" runs the rollouts under autocast (matmuls in bfloat16, norms and the
     cost in fp32). compiled: the rollouts go through `compiled_rollout`.
@@ -155,8 +156,10 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
                 acts = ctx_act[part] if ctx_act is not None else None
                 # Compiled on CUDA, `pred` may live in a CUDA graph's output buffer, which the
                 # next call overwrites: it is reduced to costs before then.
-                pred = rollout(ctx[part], acts, flat[part])[:, -1].float()  # (n, D)
-                out.append(((pred - goal[part]) ** 2).sum(-1))
+                pred = rollout(ctx[part], acts, flat[part])  # (n, H, D)
+                pred = pred[:, -1:] if reduce == "final" else pred
+                dist = ((pred.float() - goal[part, None]) ** 2).sum(-1)  # (n, 1 or H)
+                out.append(dist.mean(1))
         return torch.cat(out).view(b, S)
 
     return cost
@@ -232,7 +235,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                         aim[i] = (goal_pixels[i] if nodes[j] < 0 or graph.frames is None
                                   else graph.frames[nodes[j]])
             cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision,
-                               compiled=cem_cfg.compile)
+                               compiled=cem_cfg.compile, reduce=cem_cfg.cost)
             new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
                               device, init, low, high)
             timings.append((time.perf_counter() - start, len(active)))
