@@ -41,8 +41,8 @@ class CEMConfig:
     cost: str = "final"
     """what a candidate is scored on: final, the squared latent distance between its last
     predicted embedding and the goal's (the paper's); path, that distance averaged over every
-    predicted block, which prefers plans that arrive early and stay (with frequent re-plans a
-    final-only cost keeps the arrival at the horizon's end, one re-plan later each time)"""
+    predicted block, which prefers plans that arrive early and stay (when plans are redone
+    often, the final cost keeps pushing the arrival to the end of the horizon)"""
     precision: str = "fp32"
     """arithmetic of the model's rollouts: fp32, or bf16 (autocast; costs compared in fp32):
     faster on GPUs and on CPUs with AMX, with slightly different plans that may also vary
