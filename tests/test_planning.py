@@ -223,9 +223,6 @@ def test_replan_beyond_the_horizon_is_refused(tiny_run):
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                    reason="torch.compile on a CPU needs a C++ compiler")
 def test_the_path_cost_scores_every_predicted_block():
     """cost="path" averages the latent distance to the goal over the plan's predicted blocks;
     "final" (the paper's) scores the last one alone."""
@@ -241,6 +238,9 @@ def test_the_path_cost_scores_every_predicted_block():
                                dist.mean(-1))
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on a CPU needs a C++ compiler")
 def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     """`CEMConfig.compile` (torch.compile of the rollouts, CUDA graphs on GPUs) changes speed,
     not answers: costs equal the eager ones to float rounding, with 1 and 3 context frames,
