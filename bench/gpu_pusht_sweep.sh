@@ -27,23 +27,13 @@ DEST=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; SECS=${3:-330}
 # packed after training and again at the end.
 OUT=/tmp/sweep; mkdir -p "$OUT" "$DEST"
 pack() { tar czf "$DEST/sweep.tgz" -C "$OUT" .; }
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-        .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
+source bench/gpu_common.sh
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 stamp() { echo "[$(date +%T)] $*"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
 
-python3 - "$DATA" /tmp/pusht64.h5 <<'EOF'
-import sys, h5py  # the carried file is gzip-compressed: training reads an uncompressed copy
-with h5py.File(sys.argv[1]) as src, h5py.File(sys.argv[2], "w") as dst:
-    for k in src:
-        dst.create_dataset(k, data=src[k][:], chunks=src[k].chunks)
-    dst.attrs.update({**src.attrs, "compression": "none"})
-EOF
+decompress "$DATA" /tmp/pusht64.h5
 stamp data ready
 
 CPU="--preset pusht-cpu --set threads=4"

@@ -13,11 +13,7 @@
 set -uo pipefail
 OUT=${1:?output directory}; DATA=${2:-.gpu/pusht64.h5}; STEPS=${3:-3000}
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-        .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site
-fi
+source bench/gpu_common.sh
 export PYTHONPATH=$PWD/src:$PWD/tests:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 lewm() { python3 -m lewm.cli "$@"; }
 stamp() { echo "[$(date +%T)] $*"; }
@@ -31,13 +27,7 @@ stamp training throughput
 timeout 140 python3 bench/train_throughput.py --presets paper tworoom-cpu --compile; cp bench/results/train_throughput_cuda.json "$OUT/"
 
 stamp "ViT-Tiny at 64 px on Push-T, $STEPS steps"
-python3 - "$DATA" /tmp/pusht64.h5 <<'EOF'
-import sys, h5py  # the carried file is gzip-compressed: training reads an uncompressed copy
-with h5py.File(sys.argv[1]) as src, h5py.File(sys.argv[2], "w") as dst:
-    for k in src:
-        dst.create_dataset(k, data=src[k][:], chunks=src[k].chunks)
-    dst.attrs.update({**src.attrs, "compression": "none"})
-EOF
+decompress "$DATA" /tmp/pusht64.h5
 timeout -s INT 180 python3 -m lewm.cli train --preset pusht-paper --data /tmp/pusht64.h5 --out /tmp/vit64 \
     --set model.image_size=64 --set model.patch_size=8 --set epochs=0 --set steps="$STEPS" \
     --set val_every=1000 --set ckpt_every=1000 --quiet
