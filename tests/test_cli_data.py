@@ -1,5 +1,7 @@
 """The data verbs end to end, in subprocesses."""
 
+import json
+
 import h5py
 import pytest
 from conftest import run_cli
@@ -65,6 +67,7 @@ def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
     import dataclasses
 
     import lewm.ablate
+    import lewm.checkpoint
     import lewm.data.collect
     import lewm.evaluate
     import lewm.planning.cem
@@ -88,6 +91,7 @@ def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
         raise SystemExit(0)  # stop the verb here: only its planner settings are checked
 
     monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: {"train": {}})
     monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
     summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
     monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
@@ -98,3 +102,55 @@ def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
         with pytest.raises(SystemExit):
             main(argv)
     assert seen == [(9, 7)] * 3, seen
+
+
+def test_a_recipes_plan_is_how_its_runs_are_planned(monkeypatch, tmp_path):
+    """A recipe's `plan` (key=value evaluation and planner settings, TrainConfig.plan) is
+    what `lewm eval`, `lewm demo` and `lewm ablate` plan its runs with; `lewm eval`'s own
+    flags apply on top; the plan survives config.json."""
+    import lewm.ablate
+    import lewm.checkpoint
+    import lewm.data.collect
+    import lewm.evaluate
+    import lewm.train
+    from lewm.cli import main
+    from lewm.presets import from_dict, get_preset, to_dict
+
+    seen = []
+
+    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
+        seen.append((cfg.replan, cem_cfg.cost, cem_cfg.iterations))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
+    recipe = {"train": {"plan": ["cost=path", "replan=1", "iterations=4"]}}
+    monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: recipe)
+    monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
+    summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
+    monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
+    monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
+    plan = "plan=cost=path,replan=1,iterations=4"
+    for argv in (["eval", "runs/x"], ["eval", "runs/x", "--iterations", "6", "--cost", "final"],
+                 ["demo", "--out", str(tmp_path / "demo"), "--set", plan],
+                 ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
+                  "none", "--set", plan]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert seen == [(1, "path", 4), (1, "final", 6), (1, "path", 4), (1, "path", 4)], seen
+    cfg = get_preset("reacher-cpu")
+    assert cfg.plan and from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+@pytest.mark.parametrize("setting,match", [
+    ("plan=bogus=1", "'bogus' is not an evaluation or planner setting"),
+    ("plan=cost=cheap", "planning cost must be final or path"),
+    ("plan=context", "expected key=value"),
+])
+def test_a_bad_plan_setting_fails_before_training(capsys, tmp_path, setting, match):
+    from lewm.cli import main
+
+    code = main(["train", "--preset", "tiny", "--data", str(tmp_path / "none.h5"), "--out",
+                 str(tmp_path / "run"), "--set", setting])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and match in err, err
+    assert not (tmp_path / "run").exists()

@@ -20,8 +20,7 @@ LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + co
 def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: bool = False,
            progress: bool = True, eval_episodes: int | None = None,
            device: str = "auto") -> dict:
-    from lewm.evaluate import EvalConfig, evaluate
-    from lewm.planning.cem import CEMConfig
+    from lewm.evaluate import evaluate, recipe_planning
     from lewm.plots import read_metrics
     from lewm.probe import probe
     from lewm.train import train
@@ -30,6 +29,8 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
     if unknown:
         raise LewmError(f"unknown regularizer {unknown[0]!r} (choose from "
                         f"{', '.join(REGULARIZERS)})")
+    eval_cfg, cem_cfg = recipe_planning(cfg.plan)
+    eval_cfg = dataclasses.replace(eval_cfg, gifs=1, episodes=eval_episodes or eval_cfg.episodes)
     out = Path(out)
     check_output(out / "ablation.json", force)
     rows = []
@@ -45,9 +46,6 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
         else:
             print(f"[{reg}] training", flush=True)
             summary = train(run_cfg, data_path, run, force=force, progress=progress)
-        eval_cfg = dataclasses.replace(EvalConfig(), gifs=1, episodes=eval_episodes or
-                                       EvalConfig().episodes)
-        cem_cfg = CEMConfig()
         ev = earlier_result(run / "eval.json", summary["step"], {
             "eval": dataclasses.asdict(eval_cfg), "cem": dataclasses.asdict(cem_cfg)})
         pr = earlier_result(run / "probe.json", summary["step"])

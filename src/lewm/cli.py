@@ -59,6 +59,7 @@ def cmd_show(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from lewm.evaluate import recipe_planning
     from lewm.presets import get_preset, override
     from lewm.train import train
 
@@ -72,6 +73,7 @@ def cmd_train(args) -> None:
         if not args.data or not args.out:
             raise LewmError("--data and --out are required (or --resume RUN_DIR)")
         cfg = override(get_preset(args.preset), args.set)
+        recipe_planning(cfg.plan)  # a bad plan setting fails now, not after the training
         summary = train(cfg, args.data, args.out, force=args.force, progress=not args.quiet,
                         stop_after=args.stop_after)
     if os.environ.get("RANK", "0") != "0":
@@ -87,11 +89,17 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from lewm.evaluate import EvalConfig, evaluate
+    from lewm.checkpoint import read_meta
+    from lewm.evaluate import EvalConfig, evaluate, recipe_planning
     from lewm.planning.cem import CEMConfig
     from lewm.planning.graph import GraphConfig
 
-    cfg, cem_cfg = from_flags(args, EvalConfig), from_flags(args, CEMConfig)
+    plan = read_meta(args.run_dir)["train"].get("plan") or ()
+    base_cfg, base_cem = recipe_planning(plan)
+    cfg, cem_cfg = from_flags(args, EvalConfig, base_cfg), from_flags(args, CEMConfig, base_cem)
+    if plan:
+        print(f"planning as the run's recipe says ({' '.join(plan)}), with this command's "
+              "flags on top")
     r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
                  device=args.device, graph_cfg=from_flags(args, GraphConfig))
     lo, hi = r["success_ci95"]
@@ -114,16 +122,16 @@ def cmd_demo(args) -> None:
     import time
 
     from lewm.data.collect import CollectConfig, collect
-    from lewm.evaluate import EvalConfig, evaluate
-    from lewm.planning.cem import CEMConfig
+    from lewm.evaluate import evaluate, recipe_planning
     from lewm.presets import get_preset, override
     from lewm.rundir import prepare_run_dir
     from lewm.train import train
 
     start = time.perf_counter()
-    out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
     cfg = override(dataclasses.replace(get_preset("tworoom-cpu"), seed=args.seed,
                                        device=args.device), args.set)
+    eval_cfg, cem_cfg = recipe_planning(cfg.plan)  # a bad plan setting fails before any work
+    out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
     collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
                                 policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)
     print(f"[1/3] collecting {args.episodes} Two-Room episodes x {args.steps} steps")
@@ -131,8 +139,7 @@ def cmd_demo(args) -> None:
     print("[2/3] training the tworoom-cpu preset")
     trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True)
     print("[3/3] planning with CEM on the 50-episode protocol")
-    cem_cfg = CEMConfig()
-    r = evaluate(out, EvalConfig(), cem_cfg, device=args.device)
+    r = evaluate(out, eval_cfg, cem_cfg, device=args.device)
     total = time.perf_counter() - start
     lo, hi = r["success_ci95"]
     val = trained["val"]
@@ -284,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--resume although the run's dataset changed since it started")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)")
+    e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)",
+                       description="Plan with CEM and measure success. The defaults below are "
+                       "the paper's; a run whose recipe names its own (the preset's plan "
+                       "setting, e.g. reacher-cpu's cost=path) starts from those, and the "
+                       "flags given here apply on top.")
     e.add_argument("run_dir")
     e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
     add_flags(e, EvalConfig, title="evaluation protocol")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,24 @@ class EvalConfig:
             raise LewmError(f"--planner must be cem or graph, got {self.planner!r}")
         if self.replan < 0 or self.gifs < 0 or self.batch < 0:
             raise LewmError("--replan, --gifs and --batch must be >= 0")
+
+
+def recipe_planning(plan=()) -> tuple[EvalConfig, CEMConfig]:
+    """The evaluation and CEM settings a run is planned with by default: its recipe's `plan`
+    (TrainConfig.plan, key=value settings of EvalConfig or CEMConfig fields) over their
+    defaults. `lewm eval`'s own flags then apply on top."""
+    from lewm.planning.cem import CEMConfig  # looked up now: tests swap in other defaults
+    from lewm.presets import override
+
+    groups: dict[type, list[str]] = {EvalConfig: [], CEMConfig: []}
+    for item in plan:
+        key = item.split("=", 1)[0].strip()
+        owner = next((c for c in groups if key in {f.name for f in fields(c)}), None)
+        if owner is None:
+            raise LewmError(f"plan setting {item!r}: {key!r} is not an evaluation or planner "
+                            "setting (see `lewm eval --help`)")
+        groups[owner].append(item)
+    return override(EvalConfig(), groups[EvalConfig]), override(CEMConfig(), groups[CEMConfig])
 
 
 def read_states(f, path, world: str) -> np.ndarray:

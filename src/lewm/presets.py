@@ -88,6 +88,9 @@ class TrainConfig:
     """processes reading training batches ahead (0: one background thread). Each reads every
     workers-th batch from its own handle of the file, so HDF5 reads and decompression run in
     parallel (for 224 px data on a GPU); the batches are the same either way"""
+    plan: tuple[str, ...] = ()
+    """how `lewm eval` plans this run unless its own flags say otherwise: key=value settings
+    of the evaluation or the planner (e.g. cost=path), recorded in eval.json"""
 
     def __post_init__(self):
         if self.world not in WORLDS:
@@ -116,6 +119,9 @@ class TrainConfig:
             raise LewmError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        for item in self.plan:
+            if "=" not in item:
+                raise LewmError(f"plan setting {item!r}: expected key=value")
 
     @property
     def num_steps(self) -> int:
@@ -167,11 +173,13 @@ PRESETS: dict[str, TrainConfig] = {
     # per second (bench/results/collect_*), so their CPU recipes use small datasets (see
     # COLLECT) and ~7 minutes of training.
     # Reacher: 6,000 steps at the paper's lambda read both joint angles at r 0.998 (10 min);
-    # what limits success is the planner, not the model: plan it with `lewm eval --cost path
-    # --context 3 --replan 1` (94-96 %; 70 % with the paper's final-block cost; docs/worlds.md).
+    # what limits success is the planner, not the model, so the recipe plans with the path
+    # cost, 3 context frames and a re-plan after every block (96 %; 70 % with the paper's
+    # final-block cost; docs/worlds.md). `lewm eval --cost final ...` gives the paper's.
     "reacher-cpu": TrainConfig(
         model=_CPU_MODEL, world="reacher", batch_size=64, steps=6000, lr=1e-3,
         warmup_steps=200, lambd=0.1, num_proj=256, val_every=500, ckpt_every=500, threads=2,
+        plan=("cost=path", "context=3", "replan=1"),
     ),
     "cube-cpu": TrainConfig(
         model=dataclasses.replace(_CPU_MODEL, action_dim=5), world="cube", batch_size=64,
@@ -288,6 +296,8 @@ def from_dict(d: dict) -> TrainConfig:
     """Rebuild a TrainConfig from `to_dict` output; unknown fields are an error."""
     d = dict(d)
     model = ModelConfig.from_dict(d.pop("model", {}))
+    if isinstance(d.get("plan"), list):  # JSON has no tuples
+        d["plan"] = tuple(d["plan"])
     try:
         return TrainConfig(model=model, **d)
     except TypeError as e:
