@@ -10,16 +10,20 @@ The paper-size model is slow on a CPU: there its CEM is timed for `--paper-itera
 iterations and scaled to 30 (each iteration does the same work); the result file says so.
 Each figure is the median (and min) of `--reps` plans, after a warm-up plan of the same
 shape (which, for compiled variants, pays the compilation: reported as `first_plan_s`).
-Writes bench/results/planning_latency_{cpu,cuda}.json.
+Writes bench/results/planning_latency_{cpu,cuda}.json; with `--recipe`, each preset plans
+with its own CEM settings (TrainConfig.plan, e.g. fewer iterations) and the results go to
+planning_latency_{cpu,cuda}_recipe.json.
 """
 
 import argparse
+import dataclasses
 import statistics
 import time
 
 import torch
 from common import save
 
+from lewm.evaluate import recipe_planning
 from lewm.model import LeWM
 from lewm.planning.cem import CEMConfig, cem, episode_generators
 from lewm.planning.mpc import latent_cost
@@ -33,6 +37,9 @@ p.add_argument("--episodes", type=int, default=50)
 p.add_argument("--paper-episodes", type=int, default=8, help="batched episodes, paper on CPU")
 p.add_argument("--paper-iterations", type=int, default=3, help="timed iterations, paper on CPU")
 p.add_argument("--reps", type=int, default=3)
+p.add_argument("--recipe", action="store_true",
+               help="plan with each preset's own CEM settings (its TrainConfig.plan: e.g. "
+               "fewer iterations) instead of the paper's; writes planning_latency_*_recipe.json")
 args = p.parse_args()
 for v in args.variants:
     if v.split("+")[0] not in ("fp32", "bf16") or v.split("+")[1:] not in ([], ["compile"]):
@@ -40,9 +47,11 @@ for v in args.variants:
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def plan_seconds(model, ctx, goal, iterations: int, precision: str, compiled: bool) -> float:
+def plan_seconds(model, ctx, goal, base: CEMConfig, iterations: int, precision: str,
+                 compiled: bool) -> float:
+    """Seconds of one plan of `base.iterations`, timed over `iterations` of them and scaled."""
     E, blk = ctx.shape[0], model.cfg.frameskip * model.cfg.action_dim
-    cfg = CEMConfig(iterations=iterations, precision=precision, compile=compiled)
+    cfg = dataclasses.replace(base, iterations=iterations, precision=precision, compile=compiled)
     cost = latent_cost(model, ctx, None, goal, precision=precision, compiled=compiled)
     with torch.inference_mode():
         if device.type == "cuda":
@@ -51,41 +60,46 @@ def plan_seconds(model, ctx, goal, iterations: int, precision: str, compiled: bo
         cem(cost, E, blk, cfg, episode_generators(0, range(E)), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 30 / iterations
+    return (time.perf_counter() - start) * base.iterations / iterations
 
 
-def measure(model, episodes: int, iterations: int, variant: str) -> dict:
+def measure(model, episodes: int, base: CEMConfig, iterations: int, variant: str) -> dict:
     precision, compiled = variant.split("+")[0], variant.endswith("+compile")
     g = torch.Generator().manual_seed(1)
     D = model.cfg.embed_dim
     ctx = torch.randn(episodes, 1, D, generator=g).to(device)
     goal = torch.randn(episodes, D, generator=g).to(device)
-    first = plan_seconds(model, ctx, goal, iterations, precision, compiled)  # warm-up
-    ms = [1000 * plan_seconds(model, ctx, goal, iterations, precision, compiled) / episodes
+    first = plan_seconds(model, ctx, goal, base, iterations, precision, compiled)  # warm-up
+    ms = [1000 * plan_seconds(model, ctx, goal, base, iterations, precision, compiled) / episodes
           for _ in range(args.reps)]
     return {"ms_per_episode_plan": round(statistics.median(ms), 1),
             "min_ms_per_episode_plan": round(min(ms), 1), "reps": len(ms),
-            "first_plan_s": round(first * iterations / 30, 1)}
+            "first_plan_s": round(first * iterations / base.iterations, 1)}
 
 
 results = {}
 for name in args.models:
     torch.manual_seed(0)
     model = LeWM(get_preset(name).model).to(device).eval()
+    base = recipe_planning(get_preset(name).plan)[1] if args.recipe else CEMConfig()
     big = name == "paper" and device.type == "cpu"
-    iterations = args.paper_iterations if big else 30
+    iterations = min(args.paper_iterations, base.iterations) if big else base.iterations
     batched = args.paper_episodes if big else args.episodes
-    row = {"cem_iterations_timed": iterations, "batched_episodes": batched}
+    row = {"cem": f"{base.samples} samples, {base.elites} elites, {base.iterations} "
+           f"iterations, horizon {base.horizon}, cost {base.cost}",
+           "cem_iterations_timed": iterations, "batched_episodes": batched}
     for variant in args.variants:
         for episodes in (1, batched):
             key = f"{variant}, {episodes} episode{'s' if episodes > 1 else ''}"
             try:
-                row[key] = measure(model, episodes, iterations, variant)
+                row[key] = measure(model, episodes, base, iterations, variant)
             except Exception as e:  # noqa: BLE001  (a variant this machine cannot run)
                 row[key] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
             print(name, key, row[key], flush=True)
     results[name] = row
-    tag = "cuda" if device.type == "cuda" else "cpu"  # saved after each model: a run cut
-    save(f"planning_latency_{tag}", {  # short by a time limit keeps what it measured
-        "device": str(device), "cem": "300 samples, 30 elites, 30 iterations, horizon 5, "
-        "1 context frame", "models": results})
+    tag = "cuda" if device.type == "cuda" else "cpu"
+    cem_note = ("each preset's own (its plan setting)" if args.recipe else
+                "300 samples, 30 elites, 30 iterations, horizon 5, 1 context frame")
+    # saved after each model: a run cut short by a time limit keeps what it measured
+    save(f"planning_latency_{tag}{'_recipe' if args.recipe else ''}",
+         {"device": str(device), "cem": cem_note, "models": results})
