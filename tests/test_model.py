@@ -160,3 +160,27 @@ def test_short_attention_is_scaled_dot_product_attention(queries, keys, causal):
     k, v = torch.randn(2, 4, 2, keys, 8, generator=g)
     torch.testing.assert_close(short_attention(q, k, v, causal),
                                F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_lone_token_attends_to_its_value(training):
+    """A window of one token (every rollout step of a history-1 model, the first of a rollout
+    from one context frame) skips its query and the attention kernel: its one softmax weight
+    is exactly 1. Output, cache and gradient as the kernel's (attention dropout while
+    training, which may drop that weight, keeps the kernel)."""
+    import torch.nn.functional as F
+
+    from lewm.model.predictor import CausalAttention
+
+    torch.manual_seed(0)
+    att = CausalAttention(32, 4, 8, dropout=0.0).train(training)
+    x = torch.randn(6, 1, 32, requires_grad=True)
+    out, (k, v) = att(x)
+    q_, k_, v_ = (t.transpose(1, 2) for t in
+                  att.qkv(att.norm(x)).view(6, 1, 3, 4, 8).unbind(2))
+    ref = att.out(F.scaled_dot_product_attention(q_, k_, v_).transpose(1, 2).reshape(6, 1, 32))
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close((k, v), (k_, v_), rtol=0, atol=1e-6)
+    grad, = torch.autograd.grad(out.sum(), x)
+    ref_grad, = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)

@@ -119,6 +119,8 @@ class TrainConfig:
             raise LewmError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        if isinstance(self.plan, str):
+            raise LewmError(f"plan must be a tuple of key=value settings, got {self.plan!r}")
         for item in self.plan:
             if "=" not in item:
                 raise LewmError(f"plan setting {item!r}: expected key=value")

@@ -62,6 +62,15 @@ class CausalAttention(nn.Module):
         token, which may attend to all of them (the causal mask is then all-ones).
         """
         B, T, _ = x.shape
+        if past is None and T == 1 and not (self.training and self.drop.p > 0):
+            # One token attending to itself alone: its softmax weight is exactly 1, so the
+            # output is its value, and its query is never needed (a history-1 model's
+            # rollout is nothing but such windows). Keys are kept for a cache.
+            hd = self.heads * self.head_dim
+            k, v = F.linear(self.norm(x), self.qkv.weight[hd:]).view(
+                B, 1, 2, self.heads, self.head_dim).unbind(2)
+            out = self.drop(self.out(v.reshape(B, 1, hd)))  # (B, 1, C)
+            return out, (k.transpose(1, 2), v.transpose(1, 2))
         q, k, v = self.qkv(self.norm(x)).view(B, T, 3, self.heads, self.head_dim).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if past is not None:
