@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an existing eval.json")
     add_device(e)
     e.set_defaults(func=cmd_eval)
-    d = sub.add_parser("demo", help="collect, train and evaluate Two-Room on a CPU (~15 min)")
+    d = sub.add_parser("demo", help="collect, train and evaluate Two-Room on a CPU (~5 min)")
     d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of collection and training")
     d.add_argument("--episodes", type=int, default=300, help="episodes to collect")
