@@ -60,19 +60,48 @@ def test_flags_come_from_the_configs():
     assert "model.embed_dim = 192" in train_help and field_docs(TrainConfig)["lambd"] in train_help
 
 
+def planner_settings_of_each_verb(monkeypatch, tmp_path, meta, pick, more_evals=(),
+                                  flags=()):
+    """Run `lewm eval runs/x` (then with each of `more_evals`' extra arguments), `lewm demo`
+    and `lewm ablate` (both with `flags`), with data collection, training and the run's
+    config.json (`meta`) stubbed, stopping each at `evaluate`; returns `pick(eval_cfg,
+    cem_cfg)` for each."""
+    import lewm.ablate
+    import lewm.checkpoint
+    import lewm.data.collect
+    import lewm.evaluate
+    import lewm.train
+    from lewm.cli import main
+
+    seen = []
+
+    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
+        seen.append(pick(cfg, cem_cfg))
+        raise SystemExit(0)  # stop the verb here: only its planner settings are checked
+
+    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: meta)
+    monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
+    summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
+    monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
+    monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
+    for argv in (["eval", "runs/x"], *(["eval", "runs/x", *a] for a in more_evals),
+                 ["demo", "--out", str(tmp_path / "demo"), *flags],
+                 ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
+                  "none", *flags]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    return seen
+
+
 def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
     """One place per default: a CEMConfig or EvalConfig whose defaults change (here a
     subclass with horizon 7 and 9 episodes) changes what `lewm eval`, `lewm demo` and
     `lewm ablate` plan with, with no flag given."""
     import dataclasses
 
-    import lewm.ablate
-    import lewm.checkpoint
-    import lewm.data.collect
     import lewm.evaluate
     import lewm.planning.cem
-    import lewm.train
-    from lewm.cli import main
 
     @dataclasses.dataclass(frozen=True)
     class Cem(lewm.planning.cem.CEMConfig):
@@ -84,23 +113,8 @@ def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
 
     monkeypatch.setattr(lewm.planning.cem, "CEMConfig", Cem)
     monkeypatch.setattr(lewm.evaluate, "EvalConfig", Protocol)
-    seen = []
-
-    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
-        seen.append((cfg.episodes, cem_cfg.horizon))
-        raise SystemExit(0)  # stop the verb here: only its planner settings are checked
-
-    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
-    monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: {"train": {}})
-    monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
-    summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
-    monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
-    monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
-    for argv in (["eval", "runs/x"], ["demo", "--out", str(tmp_path / "demo")],
-                 ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
-                  "none"]):
-        with pytest.raises(SystemExit):
-            main(argv)
+    seen = planner_settings_of_each_verb(monkeypatch, tmp_path, {"train": {}},
+                                         lambda cfg, cem: (cfg.episodes, cem.horizon))
     assert seen == [(9, 7)] * 3, seen
 
 
@@ -108,34 +122,13 @@ def test_a_recipes_plan_is_how_its_runs_are_planned(monkeypatch, tmp_path):
     """A recipe's `plan` (key=value evaluation and planner settings, TrainConfig.plan) is
     what `lewm eval`, `lewm demo` and `lewm ablate` plan its runs with; `lewm eval`'s own
     flags apply on top; the plan survives config.json."""
-    import lewm.ablate
-    import lewm.checkpoint
-    import lewm.data.collect
-    import lewm.evaluate
-    import lewm.train
-    from lewm.cli import main
     from lewm.presets import from_dict, get_preset, to_dict
 
-    seen = []
-
-    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
-        seen.append((cfg.replan, cem_cfg.cost, cem_cfg.iterations))
-        raise SystemExit(0)
-
-    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
     recipe = {"train": {"plan": ["cost=path", "replan=1", "iterations=4"]}}
-    monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: recipe)
-    monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
-    summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
-    monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
-    monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
-    plan = "plan=cost=path,replan=1,iterations=4"
-    for argv in (["eval", "runs/x"], ["eval", "runs/x", "--iterations", "6", "--cost", "final"],
-                 ["demo", "--out", str(tmp_path / "demo"), "--set", plan],
-                 ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
-                  "none", "--set", plan]):
-        with pytest.raises(SystemExit):
-            main(argv)
+    seen = planner_settings_of_each_verb(
+        monkeypatch, tmp_path, recipe, lambda cfg, cem: (cfg.replan, cem.cost, cem.iterations),
+        more_evals=[["--iterations", "6", "--cost", "final"]],
+        flags=["--set", "plan=cost=path,replan=1,iterations=4"])
     assert seen == [(1, "path", 4), (1, "final", 6), (1, "path", 4), (1, "path", 4)], seen
     cfg = get_preset("reacher-cpu")
     assert cfg.plan and from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
