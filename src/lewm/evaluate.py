@@ -101,16 +101,22 @@ def read_states(f, path, world: str) -> np.ndarray:
                     "(use --goals env)")
 
 
-def dataset_pairs(path, n: int, offset: int, seed: int, world: str = "") -> list[tuple]:
-    """(start state, goal state) of `n` rows drawn without replacement (seed) among the rows
-    whose episode continues for `offset` more steps; the goal is the state `offset` later."""
-    with open_episodes(path) as f:
-        state = read_states(f, path, world)
-        ep_len, ep_offset = f["ep_len"][()], f["ep_offset"][()]
+def dataset_rows(f, path, n: int, offset: int, seed: int) -> np.ndarray:
+    """`n` rows of an open episode file drawn without replacement (seed) among the rows whose
+    episode continues for `offset` more steps: the protocol's start rows."""
+    ep_len, ep_offset = f["ep_len"][()], f["ep_offset"][()]
     rows = np.concatenate([o + np.arange(max(0, n_ - offset)) for o, n_ in zip(ep_offset, ep_len)])
     if len(rows) == 0:
         raise LewmError(f"{path}: every episode is shorter than offset + 1 = {offset + 1} steps")
-    pick = np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False)
+    return np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False)
+
+
+def dataset_pairs(path, n: int, offset: int, seed: int, world: str = "") -> list[tuple]:
+    """(start state, goal state) of the protocol's `n` start rows (`dataset_rows`); the goal
+    is the state `offset` steps later in the same episode."""
+    with open_episodes(path) as f:
+        state = read_states(f, path, world)
+        pick = dataset_rows(f, path, n, offset, seed)
     return [(state[r], state[r + offset]) for r in pick]
 
 
