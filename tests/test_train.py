@@ -285,3 +285,14 @@ def test_a_crash_between_the_swap_renames_keeps_a_checkpoint(tworoom_file, tmp_p
     (out / "checkpoint.tmp" / "model.safetensors").write_bytes(b"\x00" * 10)
     assert all(torch.equal(v, lewm.load(out).state_dict()[k]) for k, v in weights.items())
     assert train(None, None, out, resume=True, progress=False)["finished"]
+
+
+def test_every_presets_plan_is_a_valid_planner_setting():
+    """A preset's plan is only parsed when a run starts: a typo in one would surface after a
+    user's collection, not in the tests."""
+    from lewm.evaluate import recipe_planning
+    from lewm.presets import PRESETS
+
+    plans = {name: recipe_planning(cfg.plan) for name, cfg in PRESETS.items()}  # raises if bad
+    assert plans["pusht-cpu"][1].clip and plans["cube-cpu"][1].clip
+    assert not plans["pusht-paper"][1].clip  # the paper presets plan as the authors do
