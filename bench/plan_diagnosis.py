@@ -24,9 +24,9 @@ import torch
 from common import save
 
 from lewm.data.hdf5 import open_episodes
-from lewm.evaluate import dataset_rows, make_envs, read_states
+from lewm.evaluate import dataset_rows, make_envs, read_states, reset_envs
 from lewm.planning.cem import CEMConfig, cem, episode_generators
-from lewm.planning.mpc import ActionScaler, latent_cost
+from lewm.planning.mpc import ActionScaler, encode_frames, latent_cost
 from lewm.rundir import open_run
 
 p = argparse.ArgumentParser()
@@ -54,17 +54,11 @@ scaler = ActionScaler(model.trained.action, fs, envs[0].action_space)
 B, blk = len(envs), scaler.low_z.numel()
 
 
-def encode(frames):
-    return model.encode(torch.from_numpy(np.stack(frames))[:, None])[:, 0]
-
-
 def replay(blocks_z) -> tuple[list[bool], list]:
     """Success at any step of one open-loop plan (B, H, blk), executed whole from the start
     states, and the frame each episode ends on."""
-    for e, (s, g) in zip(envs, pairs):
-        e.reset(options={"state": s, "goal_state": g})
     out, last = [], []
-    for e, plan, first in zip(envs, blocks_z, obs):
+    for e, plan, first in zip(envs, blocks_z, reset_envs(envs, pairs)):
         ok, frame = e.success(), first
         for block in plan:
             for a in scaler.to_env(block):
@@ -77,12 +71,13 @@ def replay(blocks_z) -> tuple[list[bool], list]:
 
 def reached_cost(frames) -> torch.Tensor:
     with torch.no_grad():
-        return ((encode(frames) - goal) ** 2).sum(-1)
+        return ((encode_frames(model, frames) - goal) ** 2).sum(-1)
 
 
 t0 = time.perf_counter()
 with torch.no_grad():
-    context, goal = encode(obs)[:, None], encode(list(goal_pixels))
+    context = encode_frames(model, obs)[:, None]
+    goal = encode_frames(model, list(goal_pixels))
     dataset_z = torch.from_numpy(scaler.z.to_z(actions.reshape(B, cem_cfg.horizon, blk)))
     result = {"run": args.run, "world": card.world, "episodes": B, "offset": args.offset,
               "data": str(path), "cem": dataclasses.asdict(cem_cfg)}

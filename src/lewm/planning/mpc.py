@@ -165,6 +165,11 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
     return cost
 
 
+def encode_frames(model, frames) -> torch.Tensor:
+    """Embeddings (n, D) of single frames, a list of (H, W, 3) uint8 images."""
+    return model.encode(torch.from_numpy(np.stack(frames))[:, None].to(model.device))[:, 0]
+
+
 @torch.no_grad()
 def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             replan: int | None = None, seed: int = 0, record=(),
@@ -193,10 +198,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     low, high = scaler.low_z.to(device), scaler.high_z.to(device)
     gens = episode_generators(seed, range(B) if episode_ids is None else episode_ids)
 
-    def encode(frames) -> torch.Tensor:  # list of (H, W, 3) uint8 -> (n, D)
-        return model.encode(torch.from_numpy(np.stack(frames))[:, None].to(device))[:, 0]
-
-    goal_emb = encode(list(goal_pixels))  # (B, D)
+    goal_emb = encode_frames(model, list(goal_pixels))  # (B, D)
     subgoals = SubgoalPlanner(graph, goal_emb) if graph is not None else None
     logs = [EpisodeLog() for _ in range(B)]
     for i, env in enumerate(envs):
@@ -214,7 +216,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
         active = [i for i in range(B) if not logs[i].success]
         if not active:
             break
-        z = encode([obs[i] for i in active])  # (b, D)
+        z = encode_frames(model, [obs[i] for i in active])  # (b, D)
         for j, i in enumerate(active):
             ctx_emb[i] = (ctx_emb[i] + [z[j]])[-hist:]
             ctx_act[i] = ctx_act[i][-(len(ctx_emb[i]) - 1):] if len(ctx_emb[i]) > 1 else []
