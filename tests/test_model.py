@@ -99,6 +99,20 @@ def test_rollout_matches_step_by_step_prediction(model, context):
         embs.append(nxt)
 
 
+@pytest.mark.parametrize("channels, patch, side", [((16, 32), 0, 8), ((32,), 8, 4),
+                                                   ((32, 16), 4, 4)])
+def test_conv_encoder_stem(channels, patch, side):
+    """A patch stem (p x p at stride p) replaces the first stride-2 stage; the final map, and
+    so the flattened features, shrink by the total stride."""
+    from lewm.model.encoders import ConvEncoder
+
+    cfg = dataclasses.replace(TINY, image_size=32, conv_channels=channels, conv_patch=patch)
+    assert cfg.conv_stride == 32 // side
+    enc = ConvEncoder(cfg)
+    assert enc.fc.in_features == channels[-1] * side * side
+    assert enc(torch.randn(2, 3, 32, 32)).shape == (2, cfg.enc_dim)
+
+
 def test_bad_model_config():
     from lewm.errors import LewmError
 
@@ -106,6 +120,8 @@ def test_bad_model_config():
         ModelConfig(image_size=100, patch_size=14)
     with pytest.raises(LewmError, match="encoder"):
         ModelConfig(encoder="resnet")
+    with pytest.raises(LewmError, match="multiple of 24 .*conv_patch 12"):
+        ModelConfig(encoder="conv", image_size=64, conv_channels=(16, 16), conv_patch=12)
 
 
 @pytest.mark.parametrize("make, match", [

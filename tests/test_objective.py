@@ -92,6 +92,26 @@ def test_the_rollout_loss_scores_a_prediction_made_from_a_prediction():
     assert terms["loss"] == terms["pred_loss"] + terms["rollout_loss"]
 
 
+def test_sigreg_over_the_clip_tests_every_frame_as_one_sample():
+    """sigreg_over='clip' pools the T frames of the B clips into one sample of T * B
+    embeddings; 'step' averages T tests of B."""
+    from lewm.losses import sigreg
+
+    torch.manual_seed(0)
+    model = LeWM(TINY.model)
+    pixels, actions = batch()
+    for over in ("step", "clip"):
+        cfg = dataclasses.replace(TINY, sigreg_over=over)
+        got = loss_terms(model, pixels, actions, cfg, torch.Generator().manual_seed(0))
+        z = model.encode(pixels).transpose(0, 1)  # (T, B, D)
+        if over == "clip":
+            z = z.reshape(1, -1, z.shape[-1])
+        want = sigreg(z, cfg.num_proj, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(got["sigreg"], want)
+    with pytest.raises(Exception, match="sigreg_over"):
+        dataclasses.replace(TINY, sigreg_over="batch")
+
+
 def test_a_tiny_run_learns(tworoom_file, tmp_path):
     import json
 

@@ -93,7 +93,8 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
     predictions and their targets (no stop-gradient). Clips longer than history + 1 frames
     (`cfg.rollout_steps` > 0) add `rollout_loss`: the MSE of the model's autoregressive
     rollout from the history frames against the clip's later frames. `cfg`: the
-    TrainConfig (regularizer, lambd, num_proj, vicreg_var, vicreg_cov, rollout_steps).
+    TrainConfig (regularizer, lambd, num_proj, sigreg_over, vicreg_var, vicreg_cov,
+    rollout_steps).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
     are the prediction targets.
@@ -119,6 +120,8 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
         pred_total = pred_loss + terms["rollout_loss"]
     z = emb.transpose(0, 1)  # (T, B, D): regularisers work per time step over the batch
     if cfg.regularizer == "sigreg":
+        if cfg.sigreg_over == "clip":  # one sample of T * B embeddings
+            z = z.reshape(1, -1, z.shape[-1])
         terms["sigreg"] = sigreg(z, cfg.num_proj, generator)
         terms["loss"] = pred_total + cfg.lambd * terms["sigreg"]
     elif cfg.regularizer == "vicreg":

@@ -57,6 +57,9 @@ class TrainConfig:
     scored on them too (0: the paper's teacher-forced prediction loss alone)"""
     num_proj: int = 1024
     """M: SIGReg random directions, redrawn every step"""
+    sigreg_over: str = "step"
+    """the samples SIGReg tests: 'step', each time step's batch of embeddings separately (the
+    authors'), or 'clip', every frame of every clip in the batch pooled into one sample"""
     vicreg_var: float = 1.0
     """vicreg: weight of the variance penalty (VICReg's 25:25:1, relative to the prediction)"""
     vicreg_cov: float = 0.04
@@ -98,6 +101,8 @@ class TrainConfig:
         if self.regularizer not in REGULARIZERS:
             raise LewmError(f"unknown regularizer {self.regularizer!r} (choose from "
                             f"{', '.join(REGULARIZERS)})")
+        if self.sigreg_over not in ("step", "clip"):
+            raise LewmError(f"sigreg_over must be 'step' or 'clip', got {self.sigreg_over!r}")
         for name in ("batch_size", "steps", "num_proj", "val_every", "log_every",
                      "ckpt_every", "val_clips"):
             if getattr(self, name) < 1:

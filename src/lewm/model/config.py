@@ -27,6 +27,9 @@ class ModelConfig:
     """ViT MLP hidden size"""
     conv_channels: tuple[int, ...] = (32, 64, 128, 128)
     """CNN channels, one stride-2 stage each"""
+    conv_patch: int = 0
+    """CNN stem: 0 for a stride-2 stage like the others; p > 0 for a ViT-like patch embedding,
+    a p x p convolution at stride p (its first channels entry) before the stride-2 stages"""
     embed_dim: int = 192
     """D: the latent embedding size"""
     proj_hidden: int = 2048
@@ -55,6 +58,12 @@ class ModelConfig:
     dropout: float = 0.1
     """predictor dropout"""
 
+    @property
+    def conv_stride(self) -> int:
+        """The CNN's total downsampling: input pixels per side of one final-map cell."""
+        stem = self.conv_patch if self.conv_patch else 2
+        return stem * 2 ** (len(self.conv_channels) - 1)
+
     def __post_init__(self):
         if self.encoder not in ("vit", "conv"):
             raise LewmError(f"model.encoder must be 'vit' or 'conv', got {self.encoder!r}")
@@ -66,10 +75,12 @@ class ModelConfig:
                 f"model.image_size {self.image_size} is not a multiple of model.patch_size "
                 f"{self.patch_size}"
             )
-        if self.encoder == "conv" and self.image_size % 2 ** len(self.conv_channels):
+        if self.conv_patch < 0:
+            raise LewmError(f"model.conv_patch must be >= 0, got {self.conv_patch}")
+        if self.encoder == "conv" and self.image_size % self.conv_stride:
             raise LewmError(
-                f"model.image_size {self.image_size} must be a multiple of "
-                f"{2 ** len(self.conv_channels)} for {len(self.conv_channels)} conv stages"
+                f"model.image_size {self.image_size} must be a multiple of {self.conv_stride} "
+                f"for {len(self.conv_channels)} conv stages (conv_patch {self.conv_patch})"
             )
         if self.encoder == "conv" and any(c % 8 for c in self.conv_channels):
             raise LewmError(f"model.conv_channels must be multiples of 8 (GroupNorm), got "

@@ -70,16 +70,21 @@ def _init_vit(m: nn.Module) -> None:
 
 class ConvEncoder(nn.Module):
     """A small CNN: stride-2 stages (Conv 4x4 -> GroupNorm -> GELU), then a linear layer from
-    the flattened final map to enc_dim. Much cheaper than the ViT at 64 px on a CPU."""
+    the flattened final map to enc_dim. Much cheaper than the ViT at 64 px on a CPU.
+    With `conv_patch` p > 0 the first stage is a ViT-like patch embedding instead (Conv p x p
+    at stride p), which at initialisation keeps every pixel of a patch (a random linear map)
+    where stacked 4x4 stages mix and lose them."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers, c_in = [], 3
-        for c in cfg.conv_channels:
-            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(8, c), nn.GELU()]
+        for i, c in enumerate(cfg.conv_channels):
+            conv = (nn.Conv2d(c_in, c, cfg.conv_patch, stride=cfg.conv_patch)
+                    if i == 0 and cfg.conv_patch else nn.Conv2d(c_in, c, 4, stride=2, padding=1))
+            layers += [conv, nn.GroupNorm(8, c), nn.GELU()]
             c_in = c
         self.net = nn.Sequential(*layers)
-        side = cfg.image_size // 2 ** len(cfg.conv_channels)
+        side = cfg.image_size // cfg.conv_stride
         self.fc = nn.Linear(c_in * side * side, cfg.enc_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
