@@ -99,16 +99,18 @@ def test_rollout_matches_step_by_step_prediction(model, context):
         embs.append(nxt)
 
 
-@pytest.mark.parametrize("channels, patch, side", [((16, 32), 0, 8), ((32,), 8, 4),
-                                                   ((32, 16), 4, 4)])
-def test_conv_encoder_stem(channels, patch, side):
+@pytest.mark.parametrize("channels, patch, blocks, side", [
+    ((16, 32), 0, 0, 8), ((32,), 8, 0, 4), ((32, 16), 4, 0, 4), ((16,), 8, 2, 4)])
+def test_conv_encoder_stem(channels, patch, blocks, side):
     """A patch stem (p x p at stride p) replaces the first stride-2 stage; the final map, and
-    so the flattened features, shrink by the total stride."""
-    from lewm.model.encoders import ConvEncoder
+    so the flattened features, shrink by the total stride; mixer blocks keep its size."""
+    from lewm.model.encoders import ConvEncoder, MixerBlock
 
-    cfg = dataclasses.replace(TINY, image_size=32, conv_channels=channels, conv_patch=patch)
+    cfg = dataclasses.replace(TINY, image_size=32, conv_channels=channels, conv_patch=patch,
+                              conv_blocks=blocks)
     assert cfg.conv_stride == 32 // side
     enc = ConvEncoder(cfg)
+    assert sum(isinstance(m, MixerBlock) for m in enc.modules()) == blocks
     assert enc.fc.in_features == channels[-1] * side * side
     assert enc(torch.randn(2, 3, 32, 32)).shape == (2, cfg.enc_dim)
 

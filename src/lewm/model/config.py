@@ -30,6 +30,8 @@ class ModelConfig:
     conv_patch: int = 0
     """CNN stem: 0 for a stride-2 stage like the others; p > 0 for a ViT-like patch embedding,
     a p x p convolution at stride p (its first channels entry) before the stride-2 stages"""
+    conv_blocks: int = 0
+    """CNN: residual ConvMixer blocks (depthwise 3x3, pointwise 1x1) on the final map"""
     embed_dim: int = 192
     """D: the latent embedding size"""
     proj_hidden: int = 2048
@@ -75,8 +77,9 @@ class ModelConfig:
                 f"model.image_size {self.image_size} is not a multiple of model.patch_size "
                 f"{self.patch_size}"
             )
-        if self.conv_patch < 0:
-            raise LewmError(f"model.conv_patch must be >= 0, got {self.conv_patch}")
+        if self.conv_patch < 0 or self.conv_blocks < 0:
+            raise LewmError(f"model.conv_patch and conv_blocks must be >= 0, got "
+                            f"{self.conv_patch}, {self.conv_blocks}")
         if self.encoder == "conv" and self.image_size % self.conv_stride:
             raise LewmError(
                 f"model.image_size {self.image_size} must be a multiple of {self.conv_stride} "

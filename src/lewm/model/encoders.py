@@ -68,12 +68,27 @@ def _init_vit(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+class MixerBlock(nn.Module):
+    """ConvMixer's block at constant resolution: x + depthwise 3x3 (spatial mixing), then a
+    pointwise 1x1 (channel mixing); each convolution followed by GELU and GroupNorm."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.spatial = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c), nn.GELU(),
+                                     nn.GroupNorm(8, c))
+        self.channel = nn.Sequential(nn.Conv2d(c, c, 1), nn.GELU(), nn.GroupNorm(8, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel(x + self.spatial(x))
+
+
 class ConvEncoder(nn.Module):
     """A small CNN: stride-2 stages (Conv 4x4 -> GroupNorm -> GELU), then a linear layer from
     the flattened final map to enc_dim. Much cheaper than the ViT at 64 px on a CPU.
     With `conv_patch` p > 0 the first stage is a ViT-like patch embedding instead (Conv p x p
     at stride p), which at initialisation keeps every pixel of a patch (a random linear map)
-    where stacked 4x4 stages mix and lose them."""
+    where stacked 4x4 stages mix and lose them. `conv_blocks` residual blocks then mix the
+    final map at its resolution (ConvMixer's: a depthwise 3x3 and a pointwise convolution)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -83,6 +98,7 @@ class ConvEncoder(nn.Module):
                     if i == 0 and cfg.conv_patch else nn.Conv2d(c_in, c, 4, stride=2, padding=1))
             layers += [conv, nn.GroupNorm(8, c), nn.GELU()]
             c_in = c
+        layers += [MixerBlock(c_in) for _ in range(cfg.conv_blocks)]
         self.net = nn.Sequential(*layers)
         side = cfg.image_size // cfg.conv_stride
         self.fc = nn.Linear(c_in * side * side, cfg.enc_dim)
