@@ -3,6 +3,7 @@
 import json
 
 import h5py
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -147,3 +148,46 @@ def test_a_bad_plan_setting_fails_before_training(capsys, tmp_path, setting, mat
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and match in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_merge_joins_collections_and_refuses_mismatches(tmp_path, capsys):
+    """Two seeds' collections become one file: the episodes in order, per-source seeds in
+    `merged_from`, and a file that trains like any other; mismatched files are refused."""
+    from conftest import write_episode_file
+
+    from lewm.cli import main
+    from lewm.data.clips import EpisodeData
+    from lewm.data.collect import CollectConfig, collect
+
+    def merge(*args):
+        code = main(["merge", *map(str, args)])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    a, b, ab = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "ab.h5"
+    for seed, path in ((0, a), (1, b)):
+        collect(CollectConfig(episodes=3, steps=6, size=16, seed=seed), path, progress=False)
+    code, out = merge(a, b, "--out", ab)
+    assert code == 0 and "6 episodes, 42 rows from 2 files" in out
+    with h5py.File(a) as fa, h5py.File(b) as fb, h5py.File(ab) as f:
+        for name in ("pixels", "action", "state", "proprio"):
+            np.testing.assert_array_equal(f[name][:21], fa[name][()])  # NaN == NaN here
+            np.testing.assert_array_equal(f[name][21:], fb[name][()])
+        assert list(f["ep_offset"][()]) == [0, 7, 14, 21, 28, 35]
+        assert f.attrs["world"] == "tworoom" and f.attrs["episodes"] == 6
+        assert "seed" not in f.attrs
+        sources = json.loads(f.attrs["merged_from"])
+        assert [(s["seed"], s["episodes"]) for s in sources] == [(0, 3), (1, 3)]
+    assert EpisodeData(ab).num_episodes == 6
+
+    code, out = merge(a, b, "--out", ab)
+    assert code == 2 and "--force" in out
+    bigger = tmp_path / "big.h5"
+    collect(CollectConfig(episodes=2, steps=6, size=24), bigger, progress=False)
+    code, out = merge(a, bigger, "--out", tmp_path / "x.h5")
+    assert code == 2 and "big.h5: column 'pixels'" in out and len(out.splitlines()) == 1
+    assert not (tmp_path / "x.h5").exists()
+    code, out = merge(a, write_episode_file(tmp_path / "h.h5", [7]), "--out", tmp_path / "y")
+    assert code == 2 and "h.h5: columns" in out
+    code, out = merge(a, "--out", tmp_path / "z.h5")
+    assert code == 2 and "at least two" in out

@@ -86,6 +86,23 @@ def test_collect_round_trip_and_determinism(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+def test_collect_in_worker_processes_writes_the_same_file(tmp_path):
+    """Episodes are dealt to worker processes and written back in order: the file is the one
+    a single process writes, whatever the number of workers."""
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    base = dict(world="pusht", episodes=5, steps=6, size=24, seed=3, num_envs=2)
+    collect(CollectConfig(**base), one, progress=False)
+    out = collect(CollectConfig(**base, workers=3), two, progress=False)
+    assert out["episodes"] == 5 and out["rows"] == 5 * 7
+    with h5py.File(one) as fa, h5py.File(two) as fb:
+        for name in ("pixels", "action", "state", "proprio", "ep_len", "ep_offset"):
+            np.testing.assert_array_equal(fa[name][()], fb[name][()])
+        assert fb.attrs["workers"] == 3 and fb.attrs["episodes_solved"] == fa.attrs[
+            "episodes_solved"]
+    with pytest.raises(LewmError, match="--workers must be >= 1"):
+        CollectConfig(workers=0)
+
+
 def test_authors_style_file_without_lowdim_columns(tmp_path):
     path = write_episode_file(tmp_path / "authors.h5", [12, 12], size=224, state=None)
     data = EpisodeData(path)

@@ -40,6 +40,14 @@ def cmd_info(args) -> None:
     print(describe(args.path))
 
 
+def cmd_merge(args) -> None:
+    from lewm.data.merge import merge
+
+    out = merge(args.paths, args.out, force=args.force)
+    print(f"wrote {out['path']}: {out['episodes']} episodes, {out['rows']} rows from "
+          f"{out['sources']} files")
+
+
 def cmd_show(args) -> None:
     from lewm.data.hdf5 import open_episodes
     from lewm.io import check_output, write_gif
@@ -266,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="summarise an episode file")
     i.add_argument("path")
     i.set_defaults(func=cmd_info)
+
+    mg = sub.add_parser("merge", help="join episode files (e.g. collections with different "
+                        "seeds) into one")
+    mg.add_argument("paths", nargs="+", metavar="FILE", help="episode files, in order")
+    mg.add_argument("--out", required=True, help="output .h5 file")
+    mg.add_argument("--force", action="store_true", help="replace an existing output")
+    mg.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("show", help="write a GIF of one episode")
     s.add_argument("path")

@@ -1,7 +1,8 @@
 """Collect episodes with a scripted policy into an HDF5 episode file.
 
-Several environments step side by side; episode i is seeded from (seed, i) alone, so the
-file is the same whatever the number of environments.
+Several environments step side by side, optionally in several worker processes; episode i
+is seeded from (seed, i) alone, so the file is the same whatever the number of environments
+or workers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class CollectConfig:
     seed: int = 0
     """seed of the whole collection"""
     num_envs: int = 8
-    """environments stepped side by side"""
+    """environments stepped side by side (in each worker)"""
+    workers: int = 1
+    """processes collecting side by side, each with num_envs environments (the MuJoCo worlds
+    render in software on one core each: use one worker per free core)"""
     compression: str = "none"
     """image compression: none, lzf, gzip or blosc (Blosc lz4, as the authors' datasets;
     readable with hdf5plugin, the `authors` extra)"""
@@ -48,7 +52,7 @@ class CollectConfig:
     def __post_init__(self):
         if self.world not in WORLDS:
             raise LewmError(f"unknown world {self.world!r} (choose from {sorted(WORLDS)})")
-        for name in ("episodes", "steps", "num_envs"):
+        for name in ("episodes", "steps", "num_envs", "workers"):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise LewmError(f"{flag} must be >= 1, got {getattr(self, name)}")
@@ -146,21 +150,13 @@ def _available_memory() -> int:
 def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     check_resources(cfg, out)
     cfg = replace(cfg, policy=cfg.policy or get_world(cfg.world).default_policy)
-    envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
-    try:
-        policies = [make_policy(cfg.world, cfg.policy, env, cfg.noise_std) for env in envs]
-        return _collect(cfg, envs, policies, out, force, progress)
-    finally:
-        for env in envs:
-            env.close()  # MuJoCo worlds free their GL contexts now, not at exit
-
-
-def _collect(cfg: CollectConfig, envs, policies, out, force: bool, progress: bool) -> dict:
     attrs = {
         "env": WORLDS[cfg.world],
         **{k: ("" if v is None else v) for k, v in asdict(cfg).items()},
         "image_size": cfg.size,
     }
+    groups = [list(range(first, min(first + cfg.num_envs, cfg.episodes)))
+              for first in range(0, cfg.episodes, cfg.num_envs)]
     start = time.perf_counter()
     bar = tqdm(
         total=cfg.episodes * cfg.steps,
@@ -170,12 +166,10 @@ def _collect(cfg: CollectConfig, envs, policies, out, force: bool, progress: boo
         dynamic_ncols=True,
         mininterval=0.5,
     )
+    run = _run_in_workers if min(cfg.workers, len(groups)) > 1 else _run_here
     solved = []
     with EpisodeWriter(out, attrs, force=force, compression=cfg.compression) as writer:
-        for first in range(0, cfg.episodes, len(envs)):
-            indices = list(range(first, min(first + len(envs), cfg.episodes)))
-            episodes, group_solved = rollout_group(envs, policies, indices, cfg,
-                                                   on_step=bar.update)
+        for indices, episodes, group_solved in run(cfg, groups, bar.update):
             for episode in episodes:
                 writer.add(episode)
             solved += group_solved
@@ -188,3 +182,70 @@ def _collect(cfg: CollectConfig, envs, policies, out, force: bool, progress: boo
     return {"path": str(out), "episodes": cfg.episodes, "rows": rows, "seconds": seconds,
             "steps_per_s": cfg.episodes * cfg.steps / seconds,
             "episodes_solved": float(np.mean(solved)), "policy": cfg.policy}
+
+
+def _run_here(cfg: CollectConfig, groups, on_step):
+    """Yield (indices, episodes, solved) for each group in turn, collected in this process."""
+    envs = [make_env(cfg.world, cfg.size) for _ in range(min(cfg.num_envs, cfg.episodes))]
+    try:
+        policies = [make_policy(cfg.world, cfg.policy, env, cfg.noise_std) for env in envs]
+        for indices in groups:
+            episodes, solved = rollout_group(envs, policies, indices, cfg, on_step=on_step)
+            yield indices, episodes, solved
+    finally:
+        for env in envs:
+            env.close()  # MuJoCo worlds free their GL contexts now, not at exit
+
+
+def _run_in_workers(cfg: CollectConfig, groups, on_step):
+    """Yield what `_run_here` yields, in the same order, with the groups dealt round-robin to
+    `cfg.workers` processes. Spawned, not forked: a forked GL context is not safe to use."""
+    import multiprocessing as mp
+    import queue as queue_errors
+
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    n = min(cfg.workers, len(groups))
+    workers = [ctx.Process(target=_worker, args=(cfg, groups, w, n, messages), daemon=True)
+               for w in range(n)]
+    for p in workers:
+        p.start()
+    ready = {}
+    try:
+        for g in range(len(groups)):
+            while g not in ready:
+                try:
+                    msg = messages.get(timeout=5.0)
+                except queue_errors.Empty:
+                    dead = [p for p in workers if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise LewmError(f"a collection worker died (exit code "
+                                        f"{dead[0].exitcode}); nothing was written") from None
+                    continue
+                if msg[0] == "steps":
+                    on_step(msg[1])
+                elif msg[0] == "group":
+                    ready[msg[1]] = msg[2:]
+                elif msg[0] == "error":
+                    raise LewmError(msg[1])
+            yield groups[g], *ready.pop(g)
+    finally:
+        for p in workers:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+        messages.close()
+
+
+def _worker(cfg: CollectConfig, groups, w: int, n: int, messages) -> None:
+    """Collect groups w, w + n, w + 2n, ... and send each back whole, with step counts for
+    the parent's progress bar; an error is sent as its one-line message."""
+    try:
+        mine = [groups[g] for g in range(w, len(groups), n)]
+        for k, (_, episodes, solved) in enumerate(
+                _run_here(cfg, mine, lambda steps: messages.put(("steps", steps)))):
+            messages.put(("group", w + k * n, episodes, solved))
+    except LewmError as e:
+        messages.put(("error", str(e)))
+    except Exception as e:  # noqa: BLE001 - reported by the parent, which stops the others
+        messages.put(("error", f"collection worker {w}: {type(e).__name__}: {e}"))

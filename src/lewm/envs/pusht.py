@@ -212,6 +212,9 @@ class PushTSim:
     """The pymunk world: walls, the kinematic agent and the T block."""
 
     def __init__(self):
+        self._build()
+
+    def _build(self) -> None:
         self.space = pymunk.Space()
         self.space.gravity = (0.0, 0.0)
         self.space.damping = 0.0
@@ -231,6 +234,10 @@ class PushTSim:
         self.block.center_of_gravity = tuple(COG)
 
     def set_state(self, state) -> None:
+        # In a fresh space: pymunk keeps each contact's impulses to warm-start the next step,
+        # so in the old one what follows would depend on what came before the state was set
+        # (episode i of a collection would differ with the env that ran it).
+        self._build()
         self.agent.position = (float(state[0]), float(state[1]))
         self.agent.velocity = (float(state[5]), float(state[6]))
         self.block.angle = float(state[4])
