@@ -56,6 +56,21 @@ def test_resume_is_bitwise_identical(tworoom_file, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_threads_is_a_setting_of_the_call(tworoom_file, tmp_path, monkeypatch):
+    """`--threads` replaces the config's thread count for one call, a resumed one too (a
+    machine setting: the run's config is left as it was)."""
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    run = tmp_path / "run"
+    train(override(TINY, ["threads=2"]), tworoom_file, run, progress=False, stop_after=3)
+    train(None, None, run, resume=True, progress=False, stop_after=3, threads=1)
+    train(None, None, run, resume=True, progress=False)
+    assert calls == [2, 1, 2]
+    assert json.loads((run / "config.json").read_text())["train"]["threads"] == 2
+    with pytest.raises(LewmError, match="--threads must be >= 0"):
+        train(None, None, run, resume=True, threads=-1)
+
+
 def test_worker_processes_train_bitwise_as_the_thread(tworoom_file, tmp_path, monkeypatch):
     """`workers=2` reads batches in two forked processes, each from its own handle on the
     file (pixels left on disk here, as for a dataset larger than RAM): the same batches in

@@ -76,14 +76,15 @@ def cmd_train(args) -> None:
             raise LewmError("--resume continues a run with its own config and data; drop "
                             "--set/--data")
         summary = train(None, None, args.resume, resume=True, progress=not args.quiet,
-                        stop_after=args.stop_after, force_data=args.force_data)
+                        stop_after=args.stop_after, force_data=args.force_data,
+                        threads=args.threads)
     else:
         if not args.data or not args.out:
             raise LewmError("--data and --out are required (or --resume RUN_DIR)")
         cfg = override(get_preset(args.preset), args.set)
         recipe_planning(cfg.plan)  # a bad plan setting fails now, not after the training
         summary = train(cfg, args.data, args.out, force=args.force, progress=not args.quiet,
-                        stop_after=args.stop_after)
+                        stop_after=args.stop_after, threads=args.threads)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     val = summary["val"]
@@ -301,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     t.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
                    help="stop (with a checkpoint) after this many steps; --resume continues")
+    t.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for this call (default: the config's `threads`); a "
+                   "machine setting, so --resume may change it")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     t.add_argument("--force-data", action="store_true",
                    help="--resume although the run's dataset changed since it started")

@@ -149,16 +149,21 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          prepared: bool = False, force_data: bool = False) -> dict:
+          prepared: bool = False, force_data: bool = False, threads: int | None = None) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
     already made the run directory with `prepare_run_dir`. `force_data`: resume although the
     dataset differs from the one the run started on (its fingerprint in config.json).
+    `threads`: CPU threads for this call in place of the config's (a setting of the machine,
+    not of the model, so a resumed run may change it: e.g. 1 while another job has a core).
 
     The run directory is locked for the whole run: a second `train` of it (or `--force` over
     it) is refused while this one lives."""
-    args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data)
+    if threads is not None and threads < 0:
+        raise LewmError(f"--threads must be >= 0, got {threads}")
+    args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data,
+            threads)
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(*args)  # under torchrun rank 0 holds the lock
     out = Path(out)
@@ -177,7 +182,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
 
 
 def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
-           force_data=False) -> dict:
+           force_data=False, threads=None) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
@@ -197,8 +202,9 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
             raise LewmError(f"{resume_file}: damaged, so the run cannot be resumed "
                             f"({type(e).__name__}); the weights still load with lewm.load"
                             ) from None
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads if threads is None else threads
+    if threads > 0:
+        torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     dist_ctx = Dist.from_env(device.type)
     if device.type == "cuda" and dist_ctx.world > 1:
