@@ -18,10 +18,9 @@ from tqdm import tqdm
 
 from lewm.data.hdf5 import COMPRESSIONS, EpisodeWriter
 from lewm.envs import WORLDS, make_env
-from lewm.envs.policies import make_policy
+from lewm.envs.policies import check_policy, make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output
-from lewm.worlds import get_world
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,9 @@ def _available_memory() -> int:
 
 def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     check_resources(cfg, out)
-    cfg = replace(cfg, policy=cfg.policy or get_world(cfg.world).default_policy)
+    # Checked before the progress bar starts (and before any worker spawns), so a bad
+    # name is the only line the user sees.
+    cfg = replace(cfg, policy=check_policy(cfg.world, cfg.policy, cfg.noise_std))
     attrs = {
         "env": WORLDS[cfg.world],
         **{k: ("" if v is None else v) for k, v in asdict(cfg).items()},

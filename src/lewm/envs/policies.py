@@ -56,21 +56,29 @@ class TwoRoomNoisyExpert:
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 
 
-def make_policy(world: str, name: str | None, env, noise_std: float | None = None):
-    """The named collection policy for `world` (None: its default; both declared in
-    lewm.worlds); a one-line error for a name the world does not have."""
+def check_policy(world: str, name: str | None, noise_std: float | None = None) -> str:
+    """The policy name `world` will use (None: its default), or a one-line error for a name
+    the world does not have or a noise std it cannot take. Cheap: nothing is built."""
     declared = get_world(world)
     name = name or declared.default_policy
     names = declared.policies
     if name not in names:
         raise LewmError(f"world {world!r} has no policy {name!r} (choose from "
                         f"{', '.join(sorted(names))})")
-    if names[name] is None:
-        if noise_std is not None:
-            raise LewmError("--noise-std applies to scripted policies, not to 'random'")
-        return RandomPolicy(env.action_space)
+    if names[name] is None and noise_std is not None:
+        raise LewmError("--noise-std applies to scripted policies, not to 'random'")
     if noise_std is not None and not noise_std >= 0:  # `not >=` also rejects NaN
         raise LewmError(f"noise std must be >= 0, got {noise_std}")
-    module, cls = names[name].split(":")
+    return name
+
+
+def make_policy(world: str, name: str | None, env, noise_std: float | None = None):
+    """The named collection policy for `world` (None: its default; both declared in
+    lewm.worlds); a one-line error for a name the world does not have."""
+    name = check_policy(world, name, noise_std)
+    spec = get_world(world).policies[name]
+    if spec is None:
+        return RandomPolicy(env.action_space)
+    module, cls = spec.split(":")
     policy = getattr(importlib.import_module(module), cls)
     return policy() if noise_std is None else policy(noise_std=noise_std)
