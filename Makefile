@@ -5,6 +5,10 @@ VENV ?= .venv
 # so CI never pulls a multi-GB CUDA build. GPU users: `make TORCH=torch install`.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# Tests run in this many processes (pytest-xdist), each file whole in one of them (its
+# module fixtures are built once) and each single-threaded: two processes that each ask
+# torch for every core slow one another down ~10x on a 2-core machine.
+TEST_WORKERS ?= 2
 
 .PHONY: install install-dev demo test lint bench clean
 
@@ -32,7 +36,7 @@ lint: install-dev
 
 test: install-dev
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python bench/collect.py
