@@ -137,7 +137,7 @@ def test_a_recipes_plan_is_how_its_runs_are_planned(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("setting,match", [
     ("plan=bogus=1", "'bogus' is not an evaluation or planner setting"),
-    ("plan=cost=cheap", "planning cost must be final or path"),
+    ("plan=cost=cheap", "planning cost must be one of final, path, ramp"),
     ("plan=context", "expected key=value"),
 ])
 def test_a_bad_plan_setting_fails_before_training(capsys, tmp_path, setting, match):

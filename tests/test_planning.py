@@ -66,7 +66,7 @@ def test_cem_std_refit_is_the_authors_by_default():
     ({"horizon": 0}, "horizon must be >= 1"),
     ({"samples": 0}, "samples must be >= 1"),
     ({"context": 0}, "context must be >= 1"),
-    ({"cost": "sum"}, "cost must be final or path"),
+    ({"cost": "sum"}, "cost must be one of final, path, ramp"),
 ])
 def test_planner_settings_out_of_range(kwargs, match):
     with pytest.raises(LewmError, match=match):
@@ -225,7 +225,7 @@ def test_replan_beyond_the_horizon_is_refused(tiny_run):
 
 def test_the_path_cost_scores_every_predicted_block():
     """cost="path" averages the latent distance to the goal over the plan's predicted blocks;
-    "final" (the paper's) scores the last one alone."""
+    "ramp" weights block k of H by k; "final" (the paper's) scores the last one alone."""
     from lewm.planning.mpc import latent_cost
 
     model, g = OracleTwoRoom(), torch.Generator().manual_seed(0)
@@ -236,6 +236,8 @@ def test_the_path_cost_scores_every_predicted_block():
     torch.testing.assert_close(latent_cost(model, ctx, None, goal)(cand), dist[..., -1])
     torch.testing.assert_close(latent_cost(model, ctx, None, goal, reduce="path")(cand),
                                dist.mean(-1))
+    ramp = (dist * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum(-1) / 10
+    torch.testing.assert_close(latent_cost(model, ctx, None, goal, reduce="ramp")(cand), ramp)
 
 
 @pytest.mark.slow

@@ -11,6 +11,9 @@ import torch
 
 from lewm.errors import LewmError
 
+COSTS = ("final", "path", "ramp")
+"""how a candidate's predicted embeddings are scored against the goal (`CEMConfig.cost`)"""
+
 
 @dataclass(frozen=True)
 class CEMConfig:
@@ -42,7 +45,9 @@ class CEMConfig:
     """what a candidate is scored on: final, the squared latent distance between its last
     predicted embedding and the goal's (the paper's); path, that distance averaged over every
     predicted block, which prefers plans that arrive early and stay (when plans are redone
-    often, the final cost keeps pushing the arrival to the end of the horizon)"""
+    often, the final cost keeps pushing the arrival to the end of the horizon); ramp, that
+    distance weighted by the block's index (1, 2, ..., H over their sum), between the two:
+    every block counts, the later ones most"""
     precision: str = "fp32"
     """arithmetic of the model's rollouts: fp32, or bf16 (autocast; costs compared in fp32):
     faster on GPUs and on CPUs with AMX, with slightly different plans that may also vary
@@ -62,8 +67,8 @@ class CEMConfig:
             raise LewmError(f"CEM elites ({self.elites}) cannot exceed samples ({self.samples})")
         if self.context < 1:
             raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
-        if self.cost not in ("final", "path"):
-            raise LewmError(f"planning cost must be final or path, got {self.cost!r}")
+        if self.cost not in COSTS:
+            raise LewmError(f"planning cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
         if self.precision not in ("fp32", "bf16"):
             raise LewmError(f"planning precision must be fp32 or bf16, got {self.precision!r}")
         if not self.init_std > 0 or self.min_std < 0:

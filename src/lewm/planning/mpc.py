@@ -126,7 +126,8 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
                 precision: str = "fp32", compiled: bool = False, reduce: str = "final"):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
     and the goal embedding (docs/design.md §1.4); with reduce="path", that distance averaged
-    over all H predicted embeddings (`CEMConfig.cost`).
+    over all H predicted embeddings; with "ramp", averaged with weights 1, ..., H
+    (`CEMConfig.cost`).
 
     precision: "bf16" runs the rollouts under autocast (matmuls in bfloat16, norms and the
     cost in fp32). compiled: the rollouts go through `compiled_rollout`.
@@ -159,7 +160,12 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
                 pred = rollout(ctx[part], acts, flat[part])  # (n, H, D)
                 pred = pred[:, -1:] if reduce == "final" else pred
                 dist = ((pred.float() - goal[part, None]) ** 2).sum(-1)  # (n, 1 or H)
-                out.append(dist.mean(1))
+                if reduce == "ramp":  # block k of H weighs k / (1 + ... + H)
+                    w = torch.arange(1, dist.shape[1] + 1, device=dist.device,
+                                     dtype=dist.dtype)
+                    out.append(dist @ (w / w.sum()))
+                else:
+                    out.append(dist.mean(1))
         return torch.cat(out).view(b, S)
 
     return cost
