@@ -149,6 +149,9 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
         ctx, goal = rep(context_emb), rep(goal_emb)
         ctx_act = rep(context_act) if context_act is not None else None
         flat = cand.flatten(0, 1)  # (b*S, H, blk)
+        if reduce == "ramp":  # block k of H weighs k / (1 + ... + H)
+            ramp = torch.arange(1, cand.shape[2] + 1, device=cand.device, dtype=torch.float32)
+            ramp /= ramp.sum()
         out = []
         device_type = torch.device(model.device).type
         with torch.autocast(device_type, torch.bfloat16, enabled=precision == "bf16"):
@@ -160,12 +163,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
                 pred = rollout(ctx[part], acts, flat[part])  # (n, H, D)
                 pred = pred[:, -1:] if reduce == "final" else pred
                 dist = ((pred.float() - goal[part, None]) ** 2).sum(-1)  # (n, 1 or H)
-                if reduce == "ramp":  # block k of H weighs k / (1 + ... + H)
-                    w = torch.arange(1, dist.shape[1] + 1, device=dist.device,
-                                     dtype=dist.dtype)
-                    out.append(dist @ (w / w.sum()))
-                else:
-                    out.append(dist.mean(1))
+                out.append(dist @ ramp if reduce == "ramp" else dist.mean(1))
         return torch.cat(out).view(b, S)
 
     return cost
