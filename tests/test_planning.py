@@ -286,3 +286,63 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     del model.__dict__["_compiled_rollout"]  # run_mpc must compile it again
     np.testing.assert_array_equal(frames(True), frames(False))
     assert "_compiled_rollout" in model.__dict__
+
+
+def test_an_ensemble_sums_its_members_costs_each_in_its_own_latent_space(tiny_run):
+    """`lewm eval --ensemble`: the ensemble's embedding is its members' side by side, so the
+    planner's distance is the sum of each member's own; actions z-scored with the lead's
+    statistics reach each member as the same raw actions, z-scored with its own."""
+    import copy
+    import dataclasses
+
+    from lewm.checkpoint import load_model
+    from lewm.planning.ensemble import Ensemble
+    from lewm.planning.mpc import latent_cost
+
+    a, b = load_model(tiny_run), load_model(tiny_run)
+    torch.manual_seed(1)
+    for p in b.parameters():  # another "seed": other weights, other latent space
+        p.data += 0.05 * torch.randn_like(p)
+    card = b.card
+    act = card.action
+    b.card = dataclasses.replace(card, stats={**card.stats, "action": ZScore(
+        act.mean + 0.3, act.std * 1.5)})
+    ens = Ensemble([a, b])
+    D, fs = a.cfg.embed_dim, a.cfg.frameskip
+    blk = fs * a.cfg.action_dim
+    frames = torch.randint(0, 256, (2, 3, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        emb = ens.encode(frames)
+        torch.testing.assert_close(emb, torch.cat([a.encode(frames), b.encode(frames)], -1))
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(4, blk, generator=g)
+        lead, other = a.card.action.blocks(fs), b.card.action.blocks(fs)
+        torch.testing.assert_close(other.from_z(ens._actions(1, z)), lead.from_z(z))
+        ctx_act, cand = torch.randn(2, 2, blk, generator=g), torch.randn(2, 6, 5, blk, generator=g)
+        goal = torch.randn(2, 2 * D, generator=g)
+        each = torch.stack([latent_cost(m, emb[..., i * D:(i + 1) * D], ens._actions(i, ctx_act),
+                                        goal[:, i * D:(i + 1) * D], reduce="path")(
+                                            ens._actions(i, cand)) for i, m in enumerate((a, b))])
+        got = latent_cost(ens, emb, ctx_act, goal, reduce="path")(cand)
+        torch.testing.assert_close(got, each.sum(0))
+        # --disagreement: the members' spread (population std) times weight and members
+        wary = latent_cost(ens, emb, ctx_act, goal, reduce="path", disagreement=0.5)(cand)
+        torch.testing.assert_close(wary, each.sum(0) + 0.5 * 2 * each.std(0, correction=0))
+    wrong = copy.deepcopy(a)
+    wrong.cfg = dataclasses.replace(a.cfg, frameskip=a.cfg.frameskip + 1)
+    with pytest.raises(LewmError, match="frameskip"):
+        Ensemble([a, wrong], ["a", "wrong"])
+
+
+def test_eval_cli_plans_with_an_ensemble(tiny_run, tmp_path):
+    seed1 = tmp_path / "seed1"
+    shutil.copytree(tiny_run, seed1)
+    out = tiny_run / "eval.json"
+    proc = run_cli("eval", tiny_run, "--ensemble", seed1, "--episodes", 3, "--samples", 10,
+                   "--elites", 2, "--iterations", 1, "--gifs", 1, "--force")
+    assert "success" in proc.stdout
+    assert json.loads(out.read_text())["ensemble"] == [str(tiny_run), str(seed1)]
+    bad = run_cli("eval", tiny_run, "--ensemble", tmp_path / "nope", "--force", check=False)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+    alone = run_cli("eval", tiny_run, "--disagreement", 1, "--force", check=False)
+    assert alone.returncode == 2 and "needs --ensemble" in alone.stderr

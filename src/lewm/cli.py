@@ -110,7 +110,8 @@ def cmd_eval(args) -> None:
         print(f"planning as the run's recipe says ({' '.join(plan)}), with this command's "
               "flags on top")
     r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
-                 device=args.device, graph_cfg=from_flags(args, GraphConfig))
+                 device=args.device, graph_cfg=from_flags(args, GraphConfig),
+                 ensemble=args.ensemble or ())
     lo, hi = r["success_ci95"]
     print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
           f"{r['episodes_evaluated']} episodes; random policy "
@@ -317,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "flags given here apply on top.")
     e.add_argument("run_dir")
     e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
+    e.add_argument("--ensemble", nargs="+", metavar="RUN",
+                   help="other runs trained on the same data (e.g. other seeds) to plan with "
+                   "together with RUN_DIR: a plan's cost is the sum of each model's own, so "
+                   "a plan one model is wrong about scores badly under the others")
     add_flags(e, EvalConfig, title="evaluation protocol")
     add_flags(e, CEMConfig, title="planner (CEM)")
     from lewm.planning.graph import GraphConfig

@@ -228,14 +228,26 @@ def _decoder(run_dir, size: int, device):
 
 def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force=False,
              device: str = "auto", out_name="eval.json",
-             graph_cfg: GraphConfig | None = None) -> dict:
-    """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG."""
+             graph_cfg: GraphConfig | None = None, ensemble=()) -> dict:
+    """Run the protocol on a trained run; writes eval.json, GIFs and a summary PNG.
+
+    ensemble: other runs trained on the same data (e.g. other seeds), planned together with
+    this one (lewm.planning.ensemble): a plan's cost is the sum of every model's own."""
     run_dir = Path(run_dir)
     if cfg.replan > cem_cfg.horizon:
         raise LewmError(f"--replan {cfg.replan} exceeds the plan's --horizon {cem_cfg.horizon} "
                         "blocks")
+    if cem_cfg.disagreement and not ensemble:
+        raise LewmError("--disagreement weighs the spread of an ensemble's costs: it needs "
+                        "--ensemble")
     out = run_dir / out_name
     model = open_run(run_dir, (out_name,), force, device)
+    if ensemble:
+        from lewm.checkpoint import load_model
+        from lewm.planning.ensemble import Ensemble
+
+        model = Ensemble([model] + [load_model(r, model.device) for r in ensemble],
+                         [str(run_dir)] + [str(r) for r in ensemble])
     card = model.card
     world, size = card.world, card.image_size
     env = make_env(world, size)
@@ -265,6 +277,9 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     goal_pixels = np.stack([env.goal_pixels() for env in envs])
     record = set(range(min(cfg.gifs, len(envs))))
     decoder = _decoder(run_dir, size, model.device) if record else None
+    if decoder is not None and ensemble:
+        run_decoder = decoder  # it reads the run's own model's part of the embedding
+        decoder = lambda emb: run_decoder(model.lead_part(emb))  # noqa: E731
     logs, timings = [], []
     step = cfg.batch or len(envs)
     for lo in range(0, len(envs), step):
@@ -315,6 +330,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         "goals": cfg.goals,
         "budget": budget,
         "planner": cfg.planner,
+        "ensemble": [str(run_dir)] + [str(r) for r in ensemble] if ensemble else None,
         "plan_s_per_episode": float(sum(s for s, _ in timings) / n),
         "data": str(data_path) if cfg.goals == "dataset" else None,
         "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": card.train},

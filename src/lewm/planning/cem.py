@@ -48,6 +48,10 @@ class CEMConfig:
     often, the final cost keeps pushing the arrival to the end of the horizon); ramp, that
     distance weighted by the block's index (1, 2, ..., H over their sum), between the two:
     every block counts, the later ones most"""
+    disagreement: float = 0.0
+    """with an ensemble of models (`lewm eval --ensemble`): the spread of the members' costs
+    of a candidate (their std) times this weight and the number of members, added to the
+    summed cost, so that a plan the members disagree about scores worse; 0: the sum alone"""
     precision: str = "fp32"
     """arithmetic of the model's rollouts: fp32, or bf16 (autocast; costs compared in fp32):
     faster on GPUs and on CPUs with AMX, with slightly different plans that may also vary
@@ -69,6 +73,9 @@ class CEMConfig:
             raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
         if self.cost not in COSTS:
             raise LewmError(f"planning cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        if not self.disagreement >= 0:
+            raise LewmError(f"planning disagreement weight must be >= 0, got "
+                            f"{self.disagreement}")
         if self.precision not in ("fp32", "bf16"):
             raise LewmError(f"planning precision must be fp32 or bf16, got {self.precision!r}")
         if not self.init_std > 0 or self.min_std < 0:

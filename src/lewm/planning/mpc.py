@@ -123,11 +123,16 @@ def keep_freed_memory() -> None:
 
 
 def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = None,
-                precision: str = "fp32", compiled: bool = False, reduce: str = "final"):
+                precision: str = "fp32", compiled: bool = False, reduce: str = "final",
+                disagreement: float = 0.0):
     """Cost of candidates (b, S, H, blk): squared L2 between the last predicted embedding
     and the goal embedding (docs/design.md §1.4); with reduce="path", that distance averaged
     over all H predicted embeddings; with "ramp", averaged with weights 1, ..., H
     (`CEMConfig.cost`).
+
+    An ensemble (lewm.planning.ensemble; its `dims` are its members' parts of the embedding)
+    costs the sum of its members' distances; with `disagreement` > 0 plus that weight times
+    the number of members times the std of the members' costs (`CEMConfig.disagreement`).
 
     precision: "bf16" runs the rollouts under autocast (matmuls in bfloat16, norms and the
     cost in fp32). compiled: the rollouts go through `compiled_rollout`.
@@ -142,6 +147,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
     if on_cpu:
         keep_freed_memory()
     rollout = compiled_rollout(model) if compiled else model.rollout
+    parts = list(getattr(model, "dims", None) or [goal_emb.shape[-1]])  # an ensemble's members
 
     def cost(cand: torch.Tensor) -> torch.Tensor:
         b, S = cand.shape[:2]
@@ -162,8 +168,14 @@ def latent_cost(model, context_emb, context_act, goal_emb, chunk: int | None = N
                 # next call overwrites: it is reduced to costs before then.
                 pred = rollout(ctx[part], acts, flat[part])  # (n, H, D)
                 pred = pred[:, -1:] if reduce == "final" else pred
-                dist = ((pred.float() - goal[part, None]) ** 2).sum(-1)  # (n, 1 or H)
-                out.append(dist @ ramp if reduce == "ramp" else dist.mean(1))
+                sq = (pred.float() - goal[part, None]) ** 2  # (n, 1 or H, D)
+                dist = torch.stack([d.sum(-1) for d in sq.split(parts, -1)], -1)  # (.., M)
+                per_member = (torch.einsum("nhm,h->nm", dist, ramp) if reduce == "ramp"
+                              else dist.mean(1))  # (n, M)
+                total = per_member.sum(-1)
+                if disagreement and len(parts) > 1:
+                    total = total + disagreement * len(parts) * per_member.std(-1, correction=0)
+                out.append(total)
         return torch.cat(out).view(b, S)
 
     return cost
@@ -241,7 +253,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                         aim[i] = (goal_pixels[i] if nodes[j] < 0 or graph.frames is None
                                   else graph.frames[nodes[j]])
             cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision,
-                               compiled=cem_cfg.compile, reduce=cem_cfg.cost)
+                               compiled=cem_cfg.compile, reduce=cem_cfg.cost,
+                               disagreement=cem_cfg.disagreement)
             new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
                               device, init, low, high)
             timings.append((time.perf_counter() - start, len(active)))
