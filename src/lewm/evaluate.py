@@ -278,8 +278,10 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
     record = set(range(min(cfg.gifs, len(envs))))
     decoder = _decoder(run_dir, size, model.device) if record else None
     if decoder is not None and ensemble:
-        run_decoder = decoder  # it reads the run's own model's part of the embedding
-        decoder = lambda emb: run_decoder(model.lead_part(emb))  # noqa: E731
+        run_decoder = decoder
+
+        def decoder(emb):  # the run's decoder reads its own model's part of the embedding
+            return run_decoder(model.lead_part(emb))
     logs, timings = [], []
     step = cfg.batch or len(envs)
     for lo in range(0, len(envs), step):
@@ -330,7 +332,7 @@ def evaluate(run_dir, cfg: EvalConfig, cem_cfg: CEMConfig, data_path=None, force
         "goals": cfg.goals,
         "budget": budget,
         "planner": cfg.planner,
-        "ensemble": [str(run_dir)] + [str(r) for r in ensemble] if ensemble else None,
+        "ensemble": model.names if ensemble else None,
         "plan_s_per_episode": float(sum(s for s, _ in timings) / n),
         "data": str(data_path) if cfg.goals == "dataset" else None,
         "config": {"eval": asdict(cfg), "cem": asdict(cem_cfg), "train": card.train},
