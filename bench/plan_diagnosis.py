@@ -86,7 +86,7 @@ with torch.no_grad():
         cost = latent_cost(model, context, None, goal, reduce=reduce)
         gens = episode_generators(args.seed, range(B))
         plan, _ = cem(cost, B, blk, dataclasses.replace(cem_cfg, cost=reduce), gens,
-                      "cpu", None, scaler.low_z, scaler.high_z)
+                      "cpu", None, scaler.low_z, scaler.high_z, substeps=scaler.frameskip)
         plans[reduce] = plan
         c_data, c_plan = cost(dataset_z[:, None])[:, 0], cost(plan[:, None])[:, 0]
         result[reduce] = {

@@ -11,7 +11,7 @@ from lewm.envs import tworoom
 from lewm.errors import LewmError
 from lewm.evaluate import EvalConfig, dataset_pairs, evaluate, make_envs, wilson
 from lewm.model.normalize import ZScore
-from lewm.planning.cem import CEMConfig, cem
+from lewm.planning.cem import CEMConfig, cem, colour_filter
 from lewm.planning.mpc import run_mpc, run_random
 
 
@@ -61,7 +61,67 @@ def test_cem_std_refit_is_the_authors_by_default():
     assert CEMConfig().unbiased_std and not CEMConfig().clip and CEMConfig().context == 1
 
 
+def test_coloured_noise_keeps_unit_variance_and_correlates_neighbouring_steps():
+    x = torch.randn(20000, 25, generator=torch.Generator().manual_seed(0))
+    lag1 = {}
+    for beta in (0.0, 1.0, 2.0):
+        y = x @ colour_filter(25, beta)
+        torch.testing.assert_close(y.var(0), torch.ones(25), atol=0.05, rtol=0)
+        lag1[beta] = (y[:, 1:] * y[:, :-1]).mean().item()
+    assert abs(lag1[0.0]) < 0.02 and 0.4 < lag1[1.0] < lag1[2.0] < 0.95
+    assert torch.equal(colour_filter(1, 2.0), torch.eye(1))
+
+
+def test_coloured_cem_noise_runs_along_env_steps_inside_and_across_blocks():
+    # Two blocks of 3 env steps of 2-D actions: with brown noise a step's first action
+    # dimension follows the previous step's, inside a block and across the block boundary,
+    # and the two dimensions stay independent.
+    seen = []
+
+    def cost(c):  # (1, S, H, 6)
+        seen.append(c.clone())
+        return torch.zeros(c.shape[:2])
+
+    cfg = CEMConfig(samples=4000, elites=10, iterations=1, horizon=2, noise_beta=2.0)
+    cem(cost, 1, 6, cfg, torch.Generator().manual_seed(3), substeps=3)
+    steps = seen[0][0, 1:].reshape(-1, 6, 2)  # (S, env steps, action dims)
+    M = colour_filter(6, 2.0)
+    for d in (0, 1):  # each dimension's time line has the filter's covariance
+        torch.testing.assert_close(steps[..., d].T.cov(), M.T @ M, atol=0.06, rtol=0)
+    assert (M.T @ M)[2, 3] > 0.3  # steps 2 and 3 straddle the block boundary
+    cross = torch.corrcoef(torch.stack([steps[:, 2, 0], steps[:, 2, 1]]))[0, 1]
+    assert abs(cross) < 0.05
+
+
+def test_kept_elites_make_the_best_cost_fall_monotonically():
+    target = torch.tensor([0.7, -0.4, 1.5])
+    bests = []
+
+    def cost(cand):  # (1, S, H, 3); a rugged cost CEM's mean does not always improve on
+        c = ((cand - target) ** 2).sum((-1, -2)) + 0.3 * torch.sin(9 * cand).sum((-1, -2))
+        bests.append(c.min().item())
+        return c
+
+    cfg = CEMConfig(samples=40, elites=8, iterations=12, horizon=2, keep_elites=0.5)
+    _, best = cem(cost, 1, 3, cfg, torch.Generator().manual_seed(4))
+    assert all(b <= a + 1e-6 for a, b in zip(bests, bests[1:]))
+    assert best.item() == pytest.approx(bests[-1])
+
+
+def test_default_cem_is_the_papers_white_noise_cem():
+    # noise_beta = 0 and keep_elites = 0 are the paper's CEM: the same plan as the options
+    # explicitly off, and the first iteration's candidates are mean + std * white noise.
+    cost = lambda c: ((c - 0.3) ** 2).sum((-1, -2))
+    a, _ = cem(cost, 2, 4, CEMConfig(iterations=3), torch.Generator().manual_seed(5),
+               substeps=2)
+    b, _ = cem(cost, 2, 4, CEMConfig(iterations=3, noise_beta=0.0, keep_elites=0.0),
+               torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("kwargs,match", [
+    ({"noise_beta": -1.0}, "noise_beta must be >= 0"),
+    ({"keep_elites": 1.5}, r"keep_elites must be a fraction in \[0, 1\]"),
     ({"elites": 400}, "cannot exceed samples"),
     ({"horizon": 0}, "horizon must be >= 1"),
     ({"samples": 0}, "samples must be >= 1"),

@@ -48,6 +48,14 @@ class CEMConfig:
     often, the final cost keeps pushing the arrival to the end of the horizon); ramp, that
     distance weighted by the block's index (1, 2, ..., H over their sum), between the two:
     every block counts, the later ones most"""
+    noise_beta: float = 0.0
+    """colour of the candidates' noise along each plan's time line of env steps (horizon x
+    frameskip), as in iCEM (Pinneri et al. 2020): power spectral density 1/f^beta, so 0 is
+    the paper's white noise, 1 pink and 2 brown (smooth, like an expert's actions); every
+    step keeps unit variance"""
+    keep_elites: float = 0.0
+    """fraction of an iteration's elites carried into the next iteration's candidates (iCEM
+    keeps 0.3), so that good sequences found early are not lost to resampling"""
     disagreement: float = 0.0
     """with an ensemble of models (`lewm eval --ensemble`): the spread of the members' costs
     of a candidate (their std) times this weight and the number of members, added to the
@@ -73,6 +81,11 @@ class CEMConfig:
             raise LewmError(f"planning context must be >= 1 frame, got {self.context}")
         if self.cost not in COSTS:
             raise LewmError(f"planning cost must be one of {', '.join(COSTS)}, got {self.cost!r}")
+        if not self.noise_beta >= 0:
+            raise LewmError(f"CEM noise_beta must be >= 0, got {self.noise_beta}")
+        if not 0 <= self.keep_elites <= 1:
+            raise LewmError(f"CEM keep_elites must be a fraction in [0, 1], got "
+                            f"{self.keep_elites}")
         if not self.disagreement >= 0:
             raise LewmError(f"planning disagreement weight must be >= 0, got "
                             f"{self.disagreement}")
@@ -90,10 +103,23 @@ def episode_generators(seed: int, episodes) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
+def colour_filter(steps: int, beta: float) -> torch.Tensor:
+    """(steps, steps) matrix M such that white noise x (..., steps) makes x @ M noise of power
+    spectral density 1/f^beta along its last axis (circularly, as iCEM's generator does),
+    with unit variance at every step."""
+    if steps == 1 or beta == 0:
+        return torch.eye(steps)
+    f = torch.fft.rfftfreq(steps, dtype=torch.float64)
+    f[0] = f[1]  # the constant component gets the lowest frequency's gain, not an infinite one
+    basis = torch.fft.rfft(torch.eye(steps, dtype=torch.float64), dim=-1)
+    M = torch.fft.irfft(basis * f ** (-beta / 2), n=steps, dim=-1)  # row t: e_t filtered
+    return (M / M.norm(dim=0, keepdim=True)).float()
+
+
 def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: int,
         cfg: CEMConfig, generator: torch.Generator | list[torch.Generator], device="cpu",
         init_mean: torch.Tensor | None = None, low: torch.Tensor | None = None,
-        high: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        high: torch.Tensor | None = None, substeps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimise `cost` over action sequences for `batch` independent problems at once.
 
     cost: maps candidates (batch, samples, horizon, action_dim) to costs (batch, samples); it
@@ -105,6 +131,9 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: in
     low, high: (action_dim,) bounds the candidates are clipped to when `cfg.clip` (e.g. the
         z-scored image of the environment's action box), so the model is never asked about
         actions it cannot have seen.
+    substeps: env steps per action block (the frameskip): a block is `substeps` actions of
+        action_dim / substeps, laid out step after step; `cfg.noise_beta` colours the noise
+        along the horizon x substeps steps of a candidate.
     Returns (plan (batch, horizon, action_dim): the final mean; cost of the best candidate of
     the last iteration (batch,)).
     """
@@ -114,15 +143,26 @@ def cem(cost: Callable[[torch.Tensor], torch.Tensor], batch: int, action_dim: in
     per_problem = isinstance(generator, (list, tuple))
     if per_problem and len(generator) != batch:
         raise ValueError(f"cem: {len(generator)} generators for {batch} problems")
+    if action_dim % substeps:
+        raise ValueError(f"cem: blocks of {action_dim} values are not {substeps} env steps")
+    steps, raw = cfg.horizon * substeps, action_dim // substeps
+    colour = colour_filter(steps, cfg.noise_beta) if cfg.noise_beta > 0 else None
+    kept = min(round(cfg.keep_elites * cfg.elites), cfg.samples - 1)
+    elites = None
     for _ in range(cfg.iterations):
         if per_problem:
             noise = torch.stack([torch.randn((cfg.samples, *shape[1:]), generator=g)
                                  for g in generator])
         else:
             noise = torch.randn((batch, cfg.samples, *shape[1:]), generator=generator)
+        if colour is not None:  # along each candidate's time line of env steps
+            timeline = noise.reshape(batch, cfg.samples, steps, raw).transpose(2, 3)
+            noise = (timeline @ colour).transpose(2, 3).reshape(noise.shape)
         cand = mean.unsqueeze(1) + std.unsqueeze(1) * noise.to(device)  # (batch, S, H, a)
         # The current mean is always a candidate, so the plan never gets worse by resampling.
         cand[:, 0] = mean
+        if kept and elites is not None:  # the best of the last iteration's elites, again
+            cand[:, 1 : kept + 1] = elites[:, :kept]
         if cfg.clip and low is not None:
             cand = torch.maximum(torch.minimum(cand, high), low)
         costs = cost(cand)  # (batch, S)

@@ -256,7 +256,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                                compiled=cem_cfg.compile, reduce=cem_cfg.cost,
                                disagreement=cem_cfg.disagreement)
             new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
-                              device, init, low, high)
+                              device, init, low, high, substeps=fs)
             timings.append((time.perf_counter() - start, len(active)))
             plan = torch.zeros(B, cem_cfg.horizon, low.numel(), device=device)
             plan[active] = new_plan
