@@ -310,7 +310,8 @@ def test_every_presets_plan_is_a_valid_planner_setting():
 
     plans = {name: recipe_planning(cfg.plan) for name, cfg in PRESETS.items()}  # raises if bad
     assert plans["pusht-cpu"][1].clip and plans["cube-cpu"][1].clip
-    assert plans["cube-cpu"][1].iterations == 60
+    cube = plans["cube-cpu"][1]
+    assert (cube.noise_beta, cube.keep_elites, cube.iterations) == (2.0, 0.3, 60)
     pusht = plans["pusht-cpu"][1]
     assert (pusht.noise_beta, pusht.keep_elites, pusht.iterations) == (1.0, 0.3, 60)
     assert not plans["pusht-paper"][1].clip  # the paper presets plan as the authors do

@@ -51,8 +51,8 @@ class CEMConfig:
     noise_beta: float = 0.0
     """colour of the candidates' noise along each plan's time line of env steps (horizon x
     frameskip), as in iCEM (Pinneri et al. 2020): power spectral density 1/f^beta, so 0 is
-    the paper's white noise, 1 pink and 2 brown (smooth, like an expert's actions); every
-    step keeps unit variance"""
+    the paper's white noise, 1 pink (neighbouring steps correlate at about 0.55, as the
+    collection policies' actions do) and 2 brown (0.86); every step keeps unit variance"""
     keep_elites: float = 0.0
     """fraction of an iteration's elites carried into the next iteration's candidates (iCEM
     keeps 0.3), so that good sequences found early are not lost to resampling"""
