@@ -109,8 +109,9 @@ def test_kept_elites_make_the_best_cost_fall_monotonically():
 
 
 def test_default_cem_is_the_papers_white_noise_cem():
-    # noise_beta = 0 and keep_elites = 0 are the paper's CEM: the same plan as the options
-    # explicitly off, and the first iteration's candidates are mean + std * white noise.
+    # noise_beta = 0 and keep_elites = 0 are the paper's CEM: the defaults plan as the options
+    # explicitly off, and the frameskip (substeps) then changes nothing; that those draws are
+    # mean + std * white noise is test_cem_std_refit_is_the_authors_by_default's check.
     cost = lambda c: ((c - 0.3) ** 2).sum((-1, -2))
     a, _ = cem(cost, 2, 4, CEMConfig(iterations=3), torch.Generator().manual_seed(5),
                substeps=2)
