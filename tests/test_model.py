@@ -115,6 +115,28 @@ def test_conv_encoder_stem(channels, patch, blocks, side):
     assert enc(torch.randn(2, 3, 32, 32)).shape == (2, cfg.enc_dim)
 
 
+def test_spatial_softmax_keypoints():
+    """Each keypoint is the expected (x, y) in [-1, 1] under its map's softmax: a map with one
+    dominant cell gives that cell's coordinates; the encoder's linear layer sees 2K values."""
+    from lewm.model.encoders import ConvEncoder, SpatialSoftmax
+
+    head = SpatialSoftmax(c_in=1, k=1, side=5)
+    with torch.no_grad():
+        head.to_maps.weight.fill_(1.0)
+        head.to_maps.bias.zero_()
+    x = torch.zeros(2, 1, 5, 5)
+    x[0, 0, 1, 4] = 50.0  # row 1 (y = -0.5), column 4 (x = 1)
+    x[1, 0, 2, 2] = 50.0  # the centre
+    torch.testing.assert_close(head(x), torch.tensor([[1.0, -0.5], [0.0, 0.0]]), atol=1e-5,
+                               rtol=0)
+    assert "grid" not in head.state_dict()  # derived from the size, not a learned value
+
+    cfg = dataclasses.replace(TINY, image_size=32, conv_channels=(16, 32), conv_keypoints=6)
+    enc = ConvEncoder(cfg)
+    assert enc.fc.in_features == 12
+    assert enc(torch.randn(2, 3, 32, 32)).shape == (2, cfg.enc_dim)
+
+
 def test_bad_model_config():
     from lewm.errors import LewmError
 
@@ -122,6 +144,8 @@ def test_bad_model_config():
         ModelConfig(image_size=100, patch_size=14)
     with pytest.raises(LewmError, match="encoder"):
         ModelConfig(encoder="resnet")
+    with pytest.raises(LewmError, match="conv_keypoints must be >= 0"):
+        ModelConfig(encoder="conv", image_size=64, conv_keypoints=-1)
     with pytest.raises(LewmError, match="multiple of 24 .*conv_patch 12"):
         ModelConfig(encoder="conv", image_size=64, conv_channels=(16, 16), conv_patch=12)
 

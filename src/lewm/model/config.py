@@ -32,6 +32,10 @@ class ModelConfig:
     a p x p convolution at stride p (its first channels entry) before the stride-2 stages"""
     conv_blocks: int = 0
     """CNN: residual ConvMixer blocks (depthwise 3x3, pointwise 1x1) on the final map"""
+    conv_keypoints: int = 0
+    """CNN head: 0 flattens the final map into the linear layer; K > 0 reads K keypoints off
+    it instead (a 1x1 convolution to K maps, a spatial softmax over each, the expected x and
+    y), so the linear layer sees 2K coordinates"""
     embed_dim: int = 192
     """D: the latent embedding size"""
     proj_hidden: int = 2048
@@ -77,9 +81,9 @@ class ModelConfig:
                 f"model.image_size {self.image_size} is not a multiple of model.patch_size "
                 f"{self.patch_size}"
             )
-        if self.conv_patch < 0 or self.conv_blocks < 0:
-            raise LewmError(f"model.conv_patch and conv_blocks must be >= 0, got "
-                            f"{self.conv_patch}, {self.conv_blocks}")
+        if min(self.conv_patch, self.conv_blocks, self.conv_keypoints) < 0:
+            raise LewmError(f"model.conv_patch, conv_blocks and conv_keypoints must be >= 0, "
+                            f"got {self.conv_patch}, {self.conv_blocks}, {self.conv_keypoints}")
         if self.encoder == "conv" and self.image_size % self.conv_stride:
             raise LewmError(
                 f"model.image_size {self.image_size} must be a multiple of {self.conv_stride} "

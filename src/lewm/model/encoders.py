@@ -82,13 +82,36 @@ class MixerBlock(nn.Module):
         return self.channel(x + self.spatial(x))
 
 
+class SpatialSoftmax(nn.Module):
+    """Keypoints of a feature map (Levine et al., 2016): a 1x1 convolution to K maps, a softmax
+    over each map's positions at a learned temperature, and the expected (x, y) under it, in
+    [-1, 1]. Returns (N, 2K). A rigid object's position and orientation are then linear in
+    the features: two keypoints on it differ by its heading times their distance."""
+
+    def __init__(self, c_in: int, k: int, side: int):
+        super().__init__()
+        self.to_maps = nn.Conv2d(c_in, k, 1)
+        self.log_temp = nn.Parameter(torch.zeros(()))
+        axis = torch.linspace(-1.0, 1.0, side)
+        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+        # Derived from the size: not saved, so checkpoints hold learned values only.
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1),
+                             persistent=False)  # (side * side, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.to_maps(x).flatten(2) / self.log_temp.exp()  # (N, K, side * side)
+        return (logits.softmax(-1) @ self.grid).flatten(1)  # (N, 2K)
+
+
 class ConvEncoder(nn.Module):
     """A small CNN: stride-2 stages (Conv 4x4 -> GroupNorm -> GELU), then a linear layer from
     the flattened final map to enc_dim. Much cheaper than the ViT at 64 px on a CPU.
     With `conv_patch` p > 0 the first stage is a ViT-like patch embedding instead (Conv p x p
     at stride p), which at initialisation keeps every pixel of a patch (a random linear map)
     where stacked 4x4 stages mix and lose them. `conv_blocks` residual blocks then mix the
-    final map at its resolution (ConvMixer's: a depthwise 3x3 and a pointwise convolution)."""
+    final map at its resolution (ConvMixer's: a depthwise 3x3 and a pointwise convolution).
+    With `conv_keypoints` K > 0 the linear layer sees K keypoints of the final map
+    (`SpatialSoftmax`) instead of the flattened map."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,12 +122,18 @@ class ConvEncoder(nn.Module):
             layers += [conv, nn.GroupNorm(8, c), nn.GELU()]
             c_in = c
         layers += [MixerBlock(c_in) for _ in range(cfg.conv_blocks)]
-        self.net = nn.Sequential(*layers)
         side = cfg.image_size // cfg.conv_stride
-        self.fc = nn.Linear(c_in * side * side, cfg.enc_dim)
+        if cfg.conv_keypoints:
+            layers += [SpatialSoftmax(c_in, cfg.conv_keypoints, side)]
+            features = 2 * cfg.conv_keypoints
+        else:
+            layers += [nn.Flatten(1)]
+            features = c_in * side * side
+        self.net = nn.Sequential(*layers)
+        self.fc = nn.Linear(features, cfg.enc_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.net(x).flatten(1))  # (N, enc_dim)
+        return self.fc(self.net(x))  # (N, enc_dim)
 
 
 def make_encoder(cfg: ModelConfig) -> nn.Module:
