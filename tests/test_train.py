@@ -315,3 +315,13 @@ def test_every_presets_plan_is_a_valid_planner_setting():
     pusht = plans["pusht-cpu"][1]
     assert (pusht.noise_beta, pusht.keep_elites, pusht.iterations) == (1.0, 0.3, 60)
     assert not plans["pusht-paper"][1].clip  # the paper presets plan as the authors do
+
+
+def test_pusht_cpu_reads_keypoints_at_the_papers_strongest_lambda():
+    """The Push-T CPU recipe's encoder: 64 spatial-softmax keypoints of an 8 x 8 map at
+    lambda 0.2, the setting that reads the block's angle (docs/worlds.md)."""
+    from lewm.presets import PRESETS
+
+    cfg = PRESETS["pusht-cpu"]
+    assert (cfg.model.conv_keypoints, cfg.model.image_size // cfg.model.conv_stride) == (64, 8)
+    assert cfg.lambd == 0.2
