@@ -18,6 +18,7 @@ import torch
 from common import save
 
 from lewm.checkpoint import load_model
+from lewm.envs.pusht import SUCCESS_ANGLE, SUCCESS_POS, wrap
 from lewm.evaluate import dataset_pairs, make_envs, recipe_planning
 from lewm.planning.mpc import run_mpc
 
@@ -44,10 +45,6 @@ logs, _ = run_mpc(model, envs, obs, goal_pixels, cem_cfg, 50, eval_cfg.replan or
                   args.seed)
 
 
-def angle_gap(a, b) -> float:
-    return abs((a - b + math.pi) % (2 * math.pi) - math.pi)
-
-
 episodes = []
 for (start, goal), log, env in zip(pairs, logs, envs):
     end, start, goal = env.sim.state(), np.asarray(start), np.asarray(goal)
@@ -56,9 +53,9 @@ for (start, goal), log, env in zip(pairs, logs, envs):
         "end_distance": float(np.linalg.norm(end[:4] - goal[:4])),
         "end_agent": float(np.linalg.norm(end[:2] - goal[:2])),
         "end_block": float(np.linalg.norm(end[2:4] - goal[2:4])),
-        "end_angle_deg": math.degrees(angle_gap(end[4], goal[4])),
+        "end_angle_deg": math.degrees(abs(wrap(end[4] - goal[4]))),
         "start_block": float(np.linalg.norm(start[2:4] - goal[2:4])),
-        "start_angle_deg": math.degrees(angle_gap(start[4], goal[4])),
+        "start_angle_deg": math.degrees(abs(wrap(start[4] - goal[4]))),
     })
     env.close()
 failed = [e for e in episodes if not e["success"]]
@@ -76,8 +73,9 @@ result = {
         "count": len(failed),
         **{f"median_{k}": median(k, failed)
            for k in ("end_distance", "end_agent", "end_block", "end_angle_deg")},
-        "position_within_tolerance": sum(e["end_distance"] < 20 for e in failed),
-        "angle_within_tolerance": sum(e["end_angle_deg"] < 20 for e in failed),
+        "position_within_tolerance": sum(e["end_distance"] < SUCCESS_POS for e in failed),
+        "angle_within_tolerance": sum(e["end_angle_deg"] < math.degrees(SUCCESS_ANGLE)
+                                      for e in failed),
     },
     "block_in_place_at_start": {
         "count": len(still), "success": sum(e["success"] for e in still),
