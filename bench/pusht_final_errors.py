@@ -9,7 +9,6 @@ knocks it away.
 """
 
 import argparse
-import json
 import math
 import time
 
@@ -35,8 +34,7 @@ card = model.card
 if card.world != "pusht":
     raise SystemExit(f"{args.run}: a {card.world} run; this reads Push-T states")
 torch.set_num_threads(2)
-with open(f"{args.run}/config.json") as f:
-    plan = tuple(json.load(f).get("plan", ()))
+plan = tuple(card.train.get("plan") or ())  # the run's recipe, as `lewm eval` reads it
 eval_cfg, cem_cfg = recipe_planning(plan)
 pairs = dataset_pairs(card.data["path"], args.episodes, eval_cfg.offset, args.seed, "pusht")
 envs, obs = make_envs("pusht", card.image_size, pairs)
