@@ -172,6 +172,47 @@ def test_mpc_with_an_oracle_model_solves_two_room(tworoom_file):
     assert timings[0][1] == sum(not e.success() for e in make_envs("tworoom", 16, pairs)[0])
 
 
+class PlanSpy(OracleTwoRoom):
+    """The oracle, recording the horizon and first executed block of each CEM iteration's
+    rollouts."""
+
+    def __init__(self):
+        self.horizons = []
+
+    def rollout(self, context_emb, context_actions, future_actions):
+        self.horizons.append(future_actions.shape[1])
+        return super().rollout(context_emb, context_actions, future_actions)
+
+
+@pytest.mark.parametrize("replan,cycle", [(1, [5, 4, 3, 2, 1]), (2, [5, 3, 1])])
+def test_a_shrinking_horizon_keeps_each_plans_end(tworoom_file, replan, cycle):
+    """With `shrink`, each re-plan searches the blocks left until the first plan's end, then a
+    new full plan starts; the goal is the start frame, so no episode ends early."""
+    pairs = dataset_pairs(tworoom_file, 3, offset=25, seed=42)
+    envs, obs = make_envs("tworoom", 64, pairs)
+    cfg = CEMConfig(samples=16, elites=4, iterations=1, shrink=True)
+    spy = PlanSpy()
+    logs, timings = run_mpc(spy, envs, obs, np.stack(obs), cfg, budget=50, replan=replan)
+    per_plan = spy.horizons  # one rollout per CEM iteration (a single chunk)
+    assert per_plan == (cycle * 10)[: len(per_plan)] and len(per_plan) == len(timings)
+    if not any(log.success for log in logs):
+        assert len(per_plan) == 2 * len(cycle)  # two cycles of 25 env steps
+
+
+def test_without_replanning_shrink_changes_nothing(tworoom_file):
+    pairs = dataset_pairs(tworoom_file, 4, offset=25, seed=42)
+
+    def frames(shrink):
+        envs, obs = make_envs("tworoom", 32, pairs)
+        goals = np.stack([e.goal_pixels() for e in envs])
+        cfg = CEMConfig(samples=16, elites=4, iterations=2, shrink=shrink)
+        logs, _ = run_mpc(OracleTwoRoom(), envs, obs, goals, cfg, budget=50, record=range(4))
+        return [np.stack(log.frames) for log in logs]
+
+    for a, b in zip(frames(False), frames(True)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_random_policy_baseline_is_seeded(tworoom_file):
     pairs = dataset_pairs(tworoom_file, 10, offset=25, seed=42)
     a = run_random(make_envs("tworoom", 16, pairs)[0], 50, seed=0)

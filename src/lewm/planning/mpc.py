@@ -14,7 +14,7 @@ import functools
 import importlib.util
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -195,7 +195,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
 
     The plan is `horizon` action blocks; the first `replan` blocks (default: all) are executed
     `frameskip` raw steps at a time, then the episode is re-planned from its new frame with
-    the last `cem_cfg.context` frames (at most the model's history) as context. Returns
+    the last `cem_cfg.context` frames (at most the model's history) as context; with
+    `cem_cfg.shrink` the re-plan covers only the blocks left of the plan (see CEMConfig). Returns
     per-episode logs and the wall-clock seconds of each CEM call with the number of episodes
     it planned, [(seconds, b), ...].
 
@@ -228,6 +229,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     expected: dict[int, np.ndarray] = {}  # recorded episode -> decoded plan end
     aim: dict[int, np.ndarray] = {}  # recorded episode -> image of its current subgoal
     plan, t = None, 0
+    block_index = executable = 0  # the plan's next block; blocks to execute before re-planning
     while t < budget:
         active = [i for i in range(B) if not logs[i].success]
         if not active:
@@ -236,14 +238,18 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
         for j, i in enumerate(active):
             ctx_emb[i] = (ctx_emb[i] + [z[j]])[-hist:]
             ctx_act[i] = ctx_act[i][-(len(ctx_emb[i]) - 1):] if len(ctx_emb[i]) > 1 else []
-        if plan is None or t % (replan * fs) == 0:
+        if plan is None or block_index >= executable:
             context = torch.stack([torch.stack(ctx_emb[i]) for i in active])  # (b, h, D)
             context_act = (torch.stack([torch.stack(ctx_act[i]) for i in active])
                            if context.shape[1] > 1 else None)  # (b, h - 1, blk)
-            init = None
-            if cem_cfg.warm_start and plan is not None:
-                init = torch.zeros_like(plan[active])  # the unexecuted tail, then zeros
-                init[:, : cem_cfg.horizon - replan] = plan[active][:, replan:]
+            init, step_cfg = None, cem_cfg
+            left = plan.shape[1] - block_index if plan is not None else 0
+            if cem_cfg.shrink and left > 0:  # the same plan's end, from its unexecuted tail
+                init, step_cfg = plan[active][:, block_index:], replace(cem_cfg, horizon=left)
+            elif cem_cfg.warm_start and plan is not None:
+                init = torch.zeros_like(plan[active][:, :1]).expand(-1, cem_cfg.horizon, -1)
+                init = init.clone()  # the unexecuted tail, then zeros
+                init[:, :left] = plan[active][:, block_index:]
             start = time.perf_counter()
             target = goal_emb[active]
             if subgoals is not None:
@@ -255,12 +261,12 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             cost = latent_cost(model, context, context_act, target, precision=cem_cfg.precision,
                                compiled=cem_cfg.compile, reduce=cem_cfg.cost,
                                disagreement=cem_cfg.disagreement)
-            new_plan, _ = cem(cost, len(active), low.numel(), cem_cfg, [gens[i] for i in active],
-                              device, init, low, high, substeps=fs)
+            new_plan, _ = cem(cost, len(active), low.numel(), step_cfg,
+                              [gens[i] for i in active], device, init, low, high, substeps=fs)
             timings.append((time.perf_counter() - start, len(active)))
-            plan = torch.zeros(B, cem_cfg.horizon, low.numel(), device=device)
+            plan = torch.zeros(B, *new_plan.shape[1:], device=device)
             plan[active] = new_plan
-            block_index = 0
+            block_index, executable = 0, min(replan, new_plan.shape[1])
             shown = [j for j, i in enumerate(active) if i in record]
             if decoder is not None and shown:
                 acts = context_act[shown] if context_act is not None else None
