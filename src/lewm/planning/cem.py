@@ -34,12 +34,12 @@ class CEMConfig:
     warm_start: bool = False
     """start from the previous plan's tail (shifted by the executed blocks) instead of zeros"""
     shrink: bool = False
-    """re-plans keep the plan's end in time (a shrinking horizon): each re-plan searches only
-    the blocks left until the end of the first plan (horizon minus the blocks executed since),
-    starting from that plan's tail, so that every new frame corrects the same goal-reaching
-    plan instead of pushing its arrival 'horizon' blocks further out; when the blocks run
-    out, a new plan of the full horizon starts. With the default re-planning (every
-    `horizon` blocks) it changes nothing"""
+    """keep each plan's end in time (a shrinking horizon): every replanning searches only
+    the blocks left until the end of the first plan (horizon minus the blocks executed
+    since), starting from that plan's tail, so that each new frame corrects the same plan
+    towards the goal instead of pushing its arrival 'horizon' blocks further out; when the
+    blocks run out, a new plan of the full horizon starts. Without replanning inside a plan
+    (the default) it changes nothing"""
     unbiased_std: bool = True
     """refit the std with Bessel's correction (n - 1), as the authors do; False: divide by n"""
     clip: bool = False
