@@ -173,8 +173,7 @@ def test_mpc_with_an_oracle_model_solves_two_room(tworoom_file):
 
 
 class PlanSpy(OracleTwoRoom):
-    """The oracle, recording the horizon and first executed block of each CEM iteration's
-    rollouts."""
+    """The oracle, recording the horizon of each CEM iteration's rollouts."""
 
     def __init__(self):
         self.horizons = []

@@ -228,8 +228,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
     timings = []
     expected: dict[int, np.ndarray] = {}  # recorded episode -> decoded plan end
     aim: dict[int, np.ndarray] = {}  # recorded episode -> image of its current subgoal
-    plan, t = None, 0
-    block_index = executable = 0  # the plan's next block; blocks to execute before re-planning
+    plan, t, block_index = None, 0, 0  # block_index: the plan's next block to execute
     while t < budget:
         active = [i for i in range(B) if not logs[i].success]
         if not active:
@@ -238,7 +237,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
         for j, i in enumerate(active):
             ctx_emb[i] = (ctx_emb[i] + [z[j]])[-hist:]
             ctx_act[i] = ctx_act[i][-(len(ctx_emb[i]) - 1):] if len(ctx_emb[i]) > 1 else []
-        if plan is None or block_index >= executable:
+        if plan is None or block_index >= min(replan, plan.shape[1]):
             context = torch.stack([torch.stack(ctx_emb[i]) for i in active])  # (b, h, D)
             context_act = (torch.stack([torch.stack(ctx_act[i]) for i in active])
                            if context.shape[1] > 1 else None)  # (b, h - 1, blk)
@@ -246,9 +245,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             left = plan.shape[1] - block_index if plan is not None else 0
             if cem_cfg.shrink and left > 0:  # the same plan's end, from its unexecuted tail
                 init, step_cfg = plan[active][:, block_index:], replace(cem_cfg, horizon=left)
-            elif cem_cfg.warm_start and plan is not None:
-                init = torch.zeros_like(plan[active][:, :1]).expand(-1, cem_cfg.horizon, -1)
-                init = init.clone()  # the unexecuted tail, then zeros
+            elif cem_cfg.warm_start and plan is not None:  # the unexecuted tail, then zeros
+                init = plan.new_zeros(len(active), cem_cfg.horizon, plan.shape[2])
                 init[:, :left] = plan[active][:, block_index:]
             start = time.perf_counter()
             target = goal_emb[active]
@@ -266,7 +264,7 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             timings.append((time.perf_counter() - start, len(active)))
             plan = torch.zeros(B, *new_plan.shape[1:], device=device)
             plan[active] = new_plan
-            block_index, executable = 0, min(replan, new_plan.shape[1])
+            block_index = 0
             shown = [j for j, i in enumerate(active) if i in record]
             if decoder is not None and shown:
                 acts = context_act[shown] if context_act is not None else None
