@@ -61,6 +61,47 @@ def test_cem_std_refit_is_the_authors_by_default():
     assert CEMConfig().unbiased_std and not CEMConfig().clip and CEMConfig().context == 1
 
 
+def test_a_plans_tail_starts_at_tail_std_and_new_blocks_at_init_std():
+    seen = []
+
+    def cost(c):  # (1, S, H, a)
+        seen.append(c.clone())
+        return torch.zeros(c.shape[:2])
+
+    init = torch.full((1, 5, 2), 0.5)
+    for tail_std, tail in ((0.1, 3), (None, 3), (0.1, 0)):
+        seen.clear()
+        cfg = CEMConfig(samples=4000, elites=10, iterations=1, tail_std=tail_std)
+        cem(cost, 1, 2, cfg, torch.Generator().manual_seed(0), init_mean=init, tail=tail)
+        spread = seen[0][0, 1:].std(0).mean(-1)  # (H,): per block, over the candidates
+        expected = torch.tensor([tail_std or 1.0] * tail + [1.0] * (5 - tail))
+        torch.testing.assert_close(spread, expected, rtol=0.05, atol=0)
+        torch.testing.assert_close(seen[0][0, 1:].mean(0), init[0], atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("option", ["shrink", "warm_start"])
+def test_mpc_marks_the_blocks_a_replan_takes_over(tworoom_file, monkeypatch, option):
+    """Each re-plan tells CEM how many of its starting blocks are the executed plan's tail:
+    all of them with a shrinking horizon, those left of the last plan with a warm start."""
+    import lewm.planning.mpc as mpc
+
+    tails, real_cem = [], mpc.cem
+
+    def spy(*args, tail=0, **kwargs):
+        tails.append((args[3].horizon, tail))
+        return real_cem(*args, tail=tail, **kwargs)
+
+    monkeypatch.setattr(mpc, "cem", spy)
+    pairs = dataset_pairs(tworoom_file, 2, offset=25, seed=42)
+    envs, obs = make_envs("tworoom", 32, pairs)
+    cfg = CEMConfig(samples=16, elites=4, iterations=1, tail_std=0.5, **{option: True})
+    run_mpc(OracleTwoRoom(), envs, obs, np.stack(obs), cfg, budget=25, replan=1)
+    if option == "shrink":
+        assert tails == [(5, 0), (4, 4), (3, 3), (2, 2), (1, 1)]
+    else:
+        assert tails == [(5, 0)] + [(5, 4)] * 4
+
+
 def test_coloured_noise_keeps_unit_variance_and_correlates_neighbouring_steps():
     x = torch.randn(20000, 25, generator=torch.Generator().manual_seed(0))
     lag1 = {}
@@ -128,6 +169,7 @@ def test_default_cem_is_the_papers_white_noise_cem():
     ({"samples": 0}, "samples must be >= 1"),
     ({"context": 0}, "context must be >= 1"),
     ({"cost": "sum"}, "cost must be one of final, path, ramp"),
+    ({"tail_std": 0.0}, r"tail_std must be > 0 \(or unset\)"),
 ])
 def test_planner_settings_out_of_range(kwargs, match):
     with pytest.raises(LewmError, match=match):

@@ -314,7 +314,7 @@ def test_every_presets_plan_is_a_valid_planner_setting():
     assert (cube.noise_beta, cube.keep_elites, cube.iterations) == (2.0, 0.3, 60)
     pusht = plans["pusht-cpu"][1]
     assert (pusht.noise_beta, pusht.keep_elites, pusht.iterations) == (1.0, 0.3, 10)
-    assert pusht.shrink and plans["pusht-cpu"][0].replan == 1
+    assert pusht.shrink and pusht.tail_std == 0.25 and plans["pusht-cpu"][0].replan == 1
     assert not plans["pusht-paper"][1].clip  # the paper presets plan as the authors do
 
 

@@ -241,13 +241,15 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
             context = torch.stack([torch.stack(ctx_emb[i]) for i in active])  # (b, h, D)
             context_act = (torch.stack([torch.stack(ctx_act[i]) for i in active])
                            if context.shape[1] > 1 else None)  # (b, h - 1, blk)
-            init, step_cfg = None, cem_cfg
+            init, step_cfg, tail = None, cem_cfg, 0
             left = plan.shape[1] - block_index if plan is not None else 0
             if cem_cfg.shrink and left > 0:  # the same plan's end, from its unexecuted tail
                 init, step_cfg = plan[active][:, block_index:], replace(cem_cfg, horizon=left)
+                tail = left
             elif cem_cfg.warm_start and plan is not None:  # the unexecuted tail, then zeros
                 init = plan.new_zeros(len(active), cem_cfg.horizon, plan.shape[2])
                 init[:, :left] = plan[active][:, block_index:]
+                tail = left
             start = time.perf_counter()
             target = goal_emb[active]
             if subgoals is not None:
@@ -260,7 +262,8 @@ def run_mpc(model, envs, obs, goal_pixels, cem_cfg: CEMConfig, budget: int = 50,
                                compiled=cem_cfg.compile, reduce=cem_cfg.cost,
                                disagreement=cem_cfg.disagreement)
             new_plan, _ = cem(cost, len(active), low.numel(), step_cfg,
-                              [gens[i] for i in active], device, init, low, high, substeps=fs)
+                              [gens[i] for i in active], device, init, low, high, substeps=fs,
+                              tail=tail)
             timings.append((time.perf_counter() - start, len(active)))
             plan = torch.zeros(B, *new_plan.shape[1:], device=device)
             plan[active] = new_plan
