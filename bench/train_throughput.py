@@ -2,15 +2,19 @@
 preset's image size: one optimisation step = encode + predict + SIGReg + backward + AdamW.
 
     python bench/train_throughput.py [--presets tworoom-cpu paper] [--paper-batch 16]
-        [--compile]
+        [--compile] [--bf16] [--tag NAME]
 
 Each preset's `precision` decides, as in `lewm train` (auto: bf16 autocast on GPUs, fp32
 on CPUs). `--compile` also times each preset
 with the model through torch.compile (as `--set compile=true`); its first steps pay the
-compilation (`compile_s`). Writes bench/results/train_throughput_{cpu,cuda}.json.
+compilation (`compile_s`). `--bf16` also times it under bf16 autocast (as
+`--set precision=bf16`; on CPUs it pays where they have bf16 matrix units, e.g. AMX).
+Writes bench/results/train_throughput_{cpu,cuda}[_NAME].json (a tag keeps a run on other
+presets from replacing the default file).
 """
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -27,13 +31,17 @@ p.add_argument("--paper-batch", type=int, default=16,
                help="batch for the paper preset on CPU (128 clips per step would take minutes)")
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--compile", action="store_true", help="also time the compiled model")
+p.add_argument("--bf16", action="store_true", help="also time each preset under bf16 autocast")
+p.add_argument("--tag", default="", help="suffix of the result file")
 args = p.parse_args()
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def measure(name: str, compiled: bool = False) -> dict:
+def measure(name: str, compiled: bool = False, bf16: bool = False) -> dict:
     cfg = get_preset(name)
+    if bf16:
+        cfg = dataclasses.replace(cfg, precision="bf16")
     slow = name == "paper" and device.type != "cuda"
     batch = args.paper_batch if slow else cfg.batch_size
     steps = 3 if slow else args.steps
@@ -75,7 +83,8 @@ def record(name: str, row: dict) -> None:
     """Save after every measurement: a run cut short by a time limit keeps what it measured."""
     results[name] = row
     print(name, row, flush=True)
-    save(f"train_throughput_{'cuda' if device.type == 'cuda' else 'cpu'}",
+    tag = f"_{args.tag}" if args.tag else ""
+    save(f"train_throughput_{'cuda' if device.type == 'cuda' else 'cpu'}{tag}",
          {"device": str(device), "presets": results, "threads": machine()["torch_threads"]})
 
 
@@ -84,3 +93,5 @@ for name in args.presets:
     record(name, measure(name))
     if args.compile:
         record(f"{name} compiled", measure(name, compiled=True))
+    if args.bf16 and not trains_in_bf16(get_preset(name), device):
+        record(f"{name} bf16", measure(name, bf16=True))
