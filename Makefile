@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # torch for every core slow one another down ~10x on a 2-core machine.
 TEST_WORKERS ?= 2
 
-.PHONY: install install-dev demo test lint bench clean
+.PHONY: install install-dev demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ lint: install-dev
 test: install-dev
 	$(BIN)/ruff check src tests bench
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The development loop: no reinstall (run `make install-dev` once), slow tests deselected.
+test-fast:
+	@test -x $(BIN)/python || { echo "no $(VENV): run 'make install-dev' first"; exit 2; }
+	$(BIN)/ruff check src tests bench
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: install
 	$(BIN)/python bench/collect.py

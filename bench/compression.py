@@ -14,7 +14,7 @@ from common import save
 
 from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats
 from lewm.data.collect import CollectConfig, collect
-from lewm.data.hdf5 import COMPRESSIONS
+from lewm.data.config import COMPRESSIONS
 
 p = argparse.ArgumentParser()
 p.add_argument("--world", default="pusht")

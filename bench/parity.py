@@ -17,7 +17,7 @@ import peer  # noqa: E402  (the test suite's loader of the authors' modules)
 
 from lewm.model import LeWM  # noqa: E402
 from lewm.model.authors import from_authors  # noqa: E402
-from lewm.presets import PRESETS  # noqa: E402
+from lewm.recipes import RECIPES  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--device", default="cpu")
@@ -30,7 +30,7 @@ for seed in range(args.seeds):
     torch.manual_seed(seed)
     theirs = peer.build(lib).eval()
     peer.randomize(theirs, seed)
-    ours = LeWM(PRESETS["paper"].model).eval()
+    ours = LeWM(RECIPES["paper"].train.model).eval()
     ours.load_state_dict(from_authors(theirs.state_dict()))
     diffs = peer.compare(lib, theirs.to(args.device), ours.to(args.device), seed, args.device)
     for name, value in diffs.items():

@@ -24,9 +24,13 @@ import torch
 from common import save
 
 from lewm.data.hdf5 import open_episodes
-from lewm.evaluate import dataset_rows, make_envs, read_states, reset_envs
-from lewm.planning.cem import CEMConfig, cem, episode_generators
-from lewm.planning.mpc import ActionScaler, encode_frames, latent_cost
+from lewm.evaluate import make_envs, reset_envs
+from lewm.goals import dataset_rows, read_states
+from lewm.model.embed import embed_frames
+from lewm.planning.cem import cem, episode_generators
+from lewm.planning.config import CEMConfig, CostConfig
+from lewm.planning.cost import latent_cost
+from lewm.planning.mpc import ActionScaler
 from lewm.rundir import open_run
 
 p = argparse.ArgumentParser()
@@ -41,12 +45,12 @@ args = p.parse_args()
 torch.set_num_threads(2)
 model = open_run(args.run, (), force=True, device="cpu")
 card, fs = model.card, model.cfg.frameskip
-cem_cfg = CEMConfig(horizon=args.offset // fs, clip=args.clip)
+cem_cfg, horizon = CEMConfig(clip=args.clip), args.offset // fs
 path = card.data["path"]
 with open_episodes(path) as f:
     state = read_states(f, path, card.world)
     rows = dataset_rows(f, path, args.episodes, args.offset, args.seed)
-    actions = np.stack([f["action"][r : r + cem_cfg.horizon * fs] for r in rows])  # (B, T, A)
+    actions = np.stack([f["action"][r : r + horizon * fs] for r in rows])  # (B, T, A)
 pairs = [(state[r], state[r + args.offset]) for r in rows]
 envs, obs = make_envs(card.world, card.image_size, pairs)
 goal_pixels = np.stack([e.goal_pixels() for e in envs])
@@ -71,22 +75,22 @@ def replay(blocks_z) -> tuple[list[bool], list]:
 
 def reached_cost(frames) -> torch.Tensor:
     with torch.no_grad():
-        return ((encode_frames(model, frames) - goal) ** 2).sum(-1)
+        return ((embed_frames(model, frames) - goal) ** 2).sum(-1)
 
 
 t0 = time.perf_counter()
 with torch.no_grad():
-    context = encode_frames(model, obs)[:, None]
-    goal = encode_frames(model, list(goal_pixels))
-    dataset_z = torch.from_numpy(scaler.z.to_z(actions.reshape(B, cem_cfg.horizon, blk)))
+    context = embed_frames(model, obs)[:, None]
+    goal = embed_frames(model, list(goal_pixels))
+    dataset_z = torch.from_numpy(scaler.z.to_z(actions.reshape(B, horizon, blk)))
     result = {"run": args.run, "world": card.world, "episodes": B, "offset": args.offset,
-              "data": str(path), "cem": dataclasses.asdict(cem_cfg)}
+              "data": str(path), "cem": dataclasses.asdict(cem_cfg), "horizon": horizon}
     plans = {}
     for reduce in ("final", "path"):
-        cost = latent_cost(model, context, None, goal, reduce=reduce)
+        cost = latent_cost(model, context, None, goal, CostConfig(reduce))
         gens = episode_generators(args.seed, range(B))
-        plan, _ = cem(cost, B, blk, dataclasses.replace(cem_cfg, cost=reduce), gens,
-                      "cpu", None, scaler.low_z, scaler.high_z, substeps=scaler.frameskip)
+        plan, _ = cem(cost, B, blk, cem_cfg, gens, "cpu", None, scaler.low_z, scaler.high_z,
+                      substeps=scaler.frameskip, horizon=horizon)
         plans[reduce] = plan
         c_data, c_plan = cost(dataset_z[:, None])[:, 0], cost(plan[:, None])[:, 0]
         result[reduce] = {

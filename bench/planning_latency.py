@@ -11,7 +11,7 @@ iterations and scaled to 30 (each iteration does the same work); the result file
 Each figure is the median (and min) of `--reps` plans, after a warm-up plan of the same
 shape (which, for compiled variants, pays the compilation: reported as `first_plan_s`).
 Writes bench/results/planning_latency_{cpu,cuda}.json; with `--recipe`, each preset plans
-with its own CEM settings (TrainConfig.plan, e.g. fewer iterations) and the results go to
+with its own CEM settings (its recipe's PlanConfig, e.g. fewer iterations) and the results go to
 planning_latency_{cpu,cuda}_recipe.json.
 """
 
@@ -23,11 +23,11 @@ import time
 import torch
 from common import save
 
-from lewm.evaluate import recipe_planning
 from lewm.model import LeWM
-from lewm.planning.cem import CEMConfig, cem, episode_generators
-from lewm.planning.mpc import latent_cost
-from lewm.presets import get_preset
+from lewm.planning.cem import cem, episode_generators
+from lewm.planning.config import PlanConfig, RuntimeConfig
+from lewm.planning.cost import latent_cost
+from lewm.recipes import get_recipe
 
 p = argparse.ArgumentParser()
 p.add_argument("--models", nargs="+", default=["tworoom-cpu", "paper"])
@@ -38,7 +38,7 @@ p.add_argument("--paper-episodes", type=int, default=8, help="batched episodes, 
 p.add_argument("--paper-iterations", type=int, default=3, help="timed iterations, paper on CPU")
 p.add_argument("--reps", type=int, default=3)
 p.add_argument("--recipe", action="store_true",
-               help="plan with each preset's own CEM settings (its TrainConfig.plan: e.g. "
+               help="plan with each preset's own CEM settings (its recipe's plan: e.g. "
                "fewer iterations) instead of the paper's; writes planning_latency_*_recipe.json")
 args = p.parse_args()
 for v in args.variants:
@@ -47,23 +47,25 @@ for v in args.variants:
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def plan_seconds(model, ctx, goal, base: CEMConfig, iterations: int, precision: str,
+def plan_seconds(model, ctx, goal, base: PlanConfig, iterations: int, precision: str,
                  compiled: bool) -> float:
-    """Seconds of one plan of `base.iterations`, timed over `iterations` of them and scaled."""
+    """Seconds of one plan of `base.solver.iterations`, timed over `iterations` of them and
+    scaled."""
     E, blk = ctx.shape[0], model.cfg.frameskip * model.cfg.action_dim
-    cfg = dataclasses.replace(base, iterations=iterations, precision=precision, compile=compiled)
-    cost = latent_cost(model, ctx, None, goal, precision=precision, compiled=compiled)
+    cfg = dataclasses.replace(base.solver, iterations=iterations)
+    cost = latent_cost(model, ctx, None, goal, base.cost, RuntimeConfig(precision, compiled))
     with torch.inference_mode():
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        cem(cost, E, blk, cfg, episode_generators(0, range(E)), device)
+        cem(cost, E, blk, cfg, episode_generators(0, range(E)), device,
+            horizon=base.mpc.horizon)
         if device.type == "cuda":
             torch.cuda.synchronize()
-    return (time.perf_counter() - start) * base.iterations / iterations
+    return (time.perf_counter() - start) * base.solver.iterations / iterations
 
 
-def measure(model, episodes: int, base: CEMConfig, iterations: int, variant: str) -> dict:
+def measure(model, episodes: int, base: PlanConfig, iterations: int, variant: str) -> dict:
     precision, compiled = variant.split("+")[0], variant.endswith("+compile")
     g = torch.Generator().manual_seed(1)
     D = model.cfg.embed_dim
@@ -74,19 +76,20 @@ def measure(model, episodes: int, base: CEMConfig, iterations: int, variant: str
           for _ in range(args.reps)]
     return {"ms_per_episode_plan": round(statistics.median(ms), 1),
             "min_ms_per_episode_plan": round(min(ms), 1), "reps": len(ms),
-            "first_plan_s": round(first * iterations / base.iterations, 1)}
+            "first_plan_s": round(first * iterations / base.solver.iterations, 1)}
 
 
 results = {}
 for name in args.models:
     torch.manual_seed(0)
-    model = LeWM(get_preset(name).model).to(device).eval()
-    base = recipe_planning(get_preset(name).plan)[1] if args.recipe else CEMConfig()
+    model = LeWM(get_recipe(name).train.model).to(device).eval()
+    base = get_recipe(name).plan if args.recipe else PlanConfig()
     big = name == "paper" and device.type == "cpu"
-    iterations = min(args.paper_iterations, base.iterations) if big else base.iterations
+    solver = base.solver
+    iterations = min(args.paper_iterations, solver.iterations) if big else solver.iterations
     batched = args.paper_episodes if big else args.episodes
-    row = {"cem": f"{base.samples} samples, {base.elites} elites, {base.iterations} "
-           f"iterations, horizon {base.horizon}, cost {base.cost}",
+    row = {"cem": f"{solver.samples} samples, {solver.elites} elites, {solver.iterations} "
+           f"iterations, horizon {base.mpc.horizon}, cost {base.cost.cost}",
            "cem_iterations_timed": iterations, "batched_episodes": batched}
     for variant in args.variants:
         for episodes in (1, batched):

@@ -16,7 +16,8 @@ from common import save
 
 from lewm.data.clips import EpisodeData, split_episodes
 from lewm.model import LeWM
-from lewm.presets import get_preset, override
+from lewm.recipes import get_recipe
+from lewm.trainconfig import override
 
 p = argparse.ArgumentParser()
 p.add_argument("--data", required=True)
@@ -30,7 +31,7 @@ args = p.parse_args()
 
 torch.manual_seed(0)
 torch.set_num_threads(2)
-cfg = override(get_preset(args.preset), args.set)
+cfg = override(get_recipe(args.preset).train, args.set)
 data = EpisodeData(args.data, columns=("state",))
 train_eps, test_eps = split_episodes(data.num_episodes, 0.1, seed=0)
 state = data.lowdim["state"]

@@ -16,10 +16,14 @@ import numpy as np
 import torch
 from common import save
 
-from lewm.checkpoint import load_model
+from lewm.checkpoint import load_model, read_meta
 from lewm.envs.pusht import SUCCESS_ANGLE, SUCCESS_POS, wrap
-from lewm.evaluate import dataset_pairs, make_envs, recipe_planning
-from lewm.planning.mpc import run_mpc
+from lewm.evaluate import make_envs
+from lewm.goals import dataset_pairs
+from lewm.planning.config import changed, run_plan
+from lewm.planning.mpc import plan_setup, run_mpc
+from lewm.planning.registry import make_planner
+from lewm.protocol import EvalConfig
 
 p = argparse.ArgumentParser()
 p.add_argument("run")
@@ -34,13 +38,12 @@ card = model.card
 if card.world != "pusht":
     raise SystemExit(f"{args.run}: a {card.world} run; this reads Push-T states")
 torch.set_num_threads(2)
-plan = tuple(card.train.get("plan") or ())  # the run's recipe, as `lewm eval` reads it
-eval_cfg, cem_cfg = recipe_planning(plan)
-pairs = dataset_pairs(card.data["path"], args.episodes, eval_cfg.offset, args.seed, "pusht")
+plan = run_plan(read_meta(args.run))  # the run's recipe, as `lewm eval` reads it
+pairs = dataset_pairs(card.data["path"], args.episodes, EvalConfig.offset, args.seed, "pusht")
 envs, obs = make_envs("pusht", card.image_size, pairs)
 goal_pixels = np.stack([e.goal_pixels() for e in envs])
-logs, _ = run_mpc(model, envs, obs, goal_pixels, cem_cfg, 50, eval_cfg.replan or None,
-                  args.seed)
+planner = make_planner(plan, model, plan_setup(model, envs[0].action_space, args.seed))
+logs, _ = run_mpc(model, planner, envs, obs, goal_pixels, plan.mpc, 50)
 
 
 episodes = []
@@ -66,7 +69,7 @@ def median(key, rows):
 
 result = {
     "run": args.run, "data": card.data["path"], "episodes": len(episodes),
-    "plan": list(plan), "success_rate": float(np.mean([e["success"] for e in episodes])),
+    "plan": changed(plan), "success_rate": float(np.mean([e["success"] for e in episodes])),
     "failed": {
         "count": len(failed),
         **{f"median_{k}": median(k, failed)

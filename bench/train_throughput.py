@@ -22,7 +22,7 @@ from common import machine, save
 
 from lewm.losses import loss_terms
 from lewm.model import LeWM
-from lewm.presets import get_preset
+from lewm.recipes import get_recipe
 from lewm.train import sigreg_generator, trains_in_bf16
 
 p = argparse.ArgumentParser()
@@ -39,7 +39,7 @@ device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def measure(name: str, compiled: bool = False, bf16: bool = False) -> dict:
-    cfg = get_preset(name)
+    cfg = get_recipe(name).train
     if bf16:
         cfg = dataclasses.replace(cfg, precision="bf16")
     slow = name == "paper" and device.type != "cuda"
@@ -93,5 +93,5 @@ for name in args.presets:
     record(name, measure(name))
     if args.compile:
         record(f"{name} compiled", measure(name, compiled=True))
-    if args.bf16 and not trains_in_bf16(get_preset(name), device):
+    if args.bf16 and not trains_in_bf16(get_recipe(name).train, device):
         record(f"{name} bf16", measure(name, bf16=True))

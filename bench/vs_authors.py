@@ -38,9 +38,10 @@ import peer  # noqa: E402  (the test suite's loader of the authors' modules)
 from lewm.losses import loss_terms  # noqa: E402
 from lewm.model import LeWM  # noqa: E402
 from lewm.model.authors import to_authors  # noqa: E402
-from lewm.planning.cem import CEMConfig, cem, episode_generators  # noqa: E402
-from lewm.planning.mpc import latent_cost  # noqa: E402
-from lewm.presets import get_preset  # noqa: E402
+from lewm.planning.cem import cem, episode_generators  # noqa: E402
+from lewm.planning.config import CEMConfig, RuntimeConfig  # noqa: E402
+from lewm.planning.cost import latent_cost  # noqa: E402
+from lewm.recipes import get_recipe  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--reps", type=int, default=5)
@@ -90,7 +91,7 @@ def pair(name: str):
     """(lewm model, peer model) with the same random weights; the peer's encoder is left out
     (planning starts from embeddings)."""
     torch.manual_seed(0)
-    ours = LeWM(get_preset(name).model).eval()
+    ours = LeWM(get_recipe(name).train.model).eval()
     peer.randomize(ours, 0)
     theirs = peer_model(ours.cfg, nn.Identity()).eval()
     mine = {k: v for k, v in ours.state_dict().items() if not k.startswith("encoder.")}
@@ -103,9 +104,9 @@ def pair(name: str):
 def plan_lewm(model, ctx, goal, iterations, precision="fp32", compiled=False):
     B = ctx.shape[0]
     blk = model.cfg.frameskip * model.cfg.action_dim
-    cfg = CEMConfig(iterations=iterations, precision=precision, compile=compiled)
-    cem(latent_cost(model, ctx, None, goal, precision=precision, compiled=compiled), B, blk,
-        cfg, episode_generators(0, range(B)), device)
+    cost = latent_cost(model, ctx, None, goal, runtime=RuntimeConfig(precision, compiled))
+    cem(cost, B, blk, CEMConfig(iterations=iterations), episode_generators(0, range(B)), device,
+        horizon=5)
 
 
 def plan_peer(model, cfg, ctx, goal, iterations, batch_size):
@@ -224,7 +225,7 @@ def bench_planning(name: str, ours, theirs) -> dict:
 
 def bench_training(name: str, ours) -> dict:
     """One training step at the paper batch, each side with its own loss code."""
-    cfg = get_preset(name)
+    cfg = get_recipe(name).train
     T, S, B = ours.cfg.history + 1, ours.cfg.image_size, args.train_batch
     g = torch.Generator().manual_seed(2)
     pixels = torch.randint(0, 256, (B, T, S, S, 3), generator=g, dtype=torch.uint8).to(device)

@@ -51,9 +51,9 @@ def tworoom_file(tmp_path_factory):
 def tiny_run(tworoom_file, tmp_path_factory):
     """A `tiny` run trained on `tworoom_file`, one per test module (modules write their own
     evaluations and analyses into it)."""
-    from lewm.presets import get_preset
+    from lewm.recipes import get_recipe
     from lewm.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(get_preset("tiny"), tworoom_file, out, progress=False)
+    train(get_recipe("tiny").train, tworoom_file, out, progress=False)
     return out

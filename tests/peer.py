@@ -157,7 +157,7 @@ def compare(lib, peer, ours, seed: int = 0, device="cpu") -> dict:
     import torch
 
     from lewm.losses import sigreg
-    from lewm.planning.mpc import latent_cost
+    from lewm.planning.cost import latent_cost
 
     g = torch.Generator().manual_seed(seed)
     B, T, blk, K = 2, 4, ours.cfg.frameskip * ours.cfg.action_dim, 5

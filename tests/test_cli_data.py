@@ -1,6 +1,7 @@
 """The data verbs end to end, in subprocesses."""
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -31,29 +32,32 @@ def test_random_policy(tmp_path):
 
 
 def test_flags_come_from_the_configs():
-    """Every CEM and evaluation field is a `lewm eval` flag whose help is the field's
+    """Every planning and evaluation field is a `lewm eval` flag whose help is the field's
     docstring, and a flag left out is the dataclass default: one place per default, which
-    `lewm demo` and `lewm ablate` (CEMConfig(), EvalConfig()) use too."""
+    `lewm demo` and `lewm ablate` use too."""
     import dataclasses
 
     from lewm.cli import build_parser
-    from lewm.cliconfig import field_docs, from_flags
-    from lewm.data.collect import CollectConfig
-    from lewm.evaluate import EvalConfig
-    from lewm.planning.cem import CEMConfig
-    from lewm.presets import TrainConfig
+    from lewm.cliconfig import field_docs, from_flags, plan_from_flags
+    from lewm.data.config import CollectConfig
+    from lewm.planning.config import PARTS, CEMConfig, MPCConfig, PlanConfig
+    from lewm.protocol import EvalConfig
+    from lewm.trainconfig import TrainConfig
 
     parser = build_parser()
     args = parser.parse_args(["eval", "runs/x"])
-    assert from_flags(args, CEMConfig) == CEMConfig()
+    assert plan_from_flags(args, PlanConfig()) == PlanConfig()
     assert from_flags(args, EvalConfig) == EvalConfig()
     eval_help = " ".join(run_cli("eval", "--help").stdout.split())
-    for cls in (CEMConfig, EvalConfig):
+    for cls in (*PARTS.values(), EvalConfig):
         for f in dataclasses.fields(cls):
             assert "--" + f.name.replace("_", "-") in eval_help
             assert field_docs(cls)[f.name] in eval_help
-    args = parser.parse_args(["eval", "runs/x", "--horizon", "7", "--no-unbiased-std", "--clip"])
-    assert from_flags(args, CEMConfig) == CEMConfig(horizon=7, unbiased_std=False, clip=True)
+    args = parser.parse_args(["eval", "runs/x", "--horizon", "7", "--no-unbiased-std", "--clip",
+                              "--carry", "shrink", "--planner", "graph"])
+    assert plan_from_flags(args, PlanConfig()) == PlanConfig(
+        planner="graph", solver=CEMConfig(unbiased_std=False, clip=True),
+        mpc=MPCConfig(horizon=7, carry="shrink"))
     args = parser.parse_args(["collect", "pusht", "--episodes", "3", "--out", "x.h5"])
     base = CollectConfig("pusht", steps=77)
     assert from_flags(args, CollectConfig, base) == CollectConfig("pusht", episodes=3, steps=77)
@@ -62,92 +66,99 @@ def test_flags_come_from_the_configs():
 
 
 def planner_settings_of_each_verb(monkeypatch, tmp_path, meta, pick, more_evals=(),
-                                  flags=()):
+                                  preset="tworoom-cpu"):
     """Run `lewm eval runs/x` (then with each of `more_evals`' extra arguments), `lewm demo`
-    and `lewm ablate` (both with `flags`), with data collection, training and the run's
-    config.json (`meta`) stubbed, stopping each at `evaluate`; returns `pick(eval_cfg,
-    cem_cfg)` for each."""
+    and `lewm ablate --preset PRESET`, with data collection, training and the run's
+    config.json (`meta`) stubbed, stopping each where it would evaluate; returns
+    `pick(protocol, plan)` for each."""
     import lewm.ablate
     import lewm.checkpoint
     import lewm.data.collect
-    import lewm.evaluate
+    import lewm.evalrun
     import lewm.train
     from lewm.cli import main
 
     seen = []
 
-    def fake_evaluate(run, cfg, cem_cfg, *a, **k):
-        seen.append(pick(cfg, cem_cfg))
+    def fake_eval_run(run, protocol, plan, **k):
+        seen.append(pick(protocol, plan))
         raise SystemExit(0)  # stop the verb here: only its planner settings are checked
 
-    monkeypatch.setattr(lewm.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(lewm.evalrun, "eval_run", fake_eval_run)
     monkeypatch.setattr(lewm.checkpoint, "read_meta", lambda run: meta)
     monkeypatch.setattr(lewm.data.collect, "collect", lambda *a, **k: {"seconds": 0})
     summary = {"step": 1, "steps": 1, "val": {}, "seconds": 0, "parameters": 0}
     monkeypatch.setattr(lewm.train, "train", lambda *a, **k: summary)
     monkeypatch.setattr(lewm.ablate, "earlier_run", lambda *a: (None, None))
     for argv in (["eval", "runs/x"], *(["eval", "runs/x", *a] for a in more_evals),
-                 ["demo", "--out", str(tmp_path / "demo"), *flags],
+                 ["demo", "--out", str(tmp_path / "demo")],
                  ["ablate", "--data", "x.h5", "--out", str(tmp_path / "ab"), "--regularizers",
-                  "none", *flags]):
+                  "none", "--preset", preset]):
         with pytest.raises(SystemExit):
             main(argv)
     return seen
 
 
-def test_a_changed_default_reaches_eval_demo_and_ablate(monkeypatch, tmp_path):
-    """One place per default: a CEMConfig or EvalConfig whose defaults change (here a
-    subclass with horizon 7 and 9 episodes) changes what `lewm eval`, `lewm demo` and
-    `lewm ablate` plan with, with no flag given."""
+def test_a_recipes_plan_is_how_its_runs_are_planned(monkeypatch, tmp_path):
+    """The plan a run keeps in its config.json is what `lewm eval` plans it with, its own
+    flags on top; `lewm demo` and `lewm ablate` plan with their recipe's plan and the
+    protocol's defaults."""
     import dataclasses
 
-    import lewm.evaluate
-    import lewm.planning.cem
+    from lewm.planning.config import CostConfig, MPCConfig, PlanConfig
+    from lewm.protocol import EvalConfig
+    from lewm.recipes import RECIPES
 
-    @dataclasses.dataclass(frozen=True)
-    class Cem(lewm.planning.cem.CEMConfig):
-        horizon: int = 7
-
-    @dataclasses.dataclass(frozen=True)
-    class Protocol(lewm.evaluate.EvalConfig):
-        episodes: int = 9
-
-    monkeypatch.setattr(lewm.planning.cem, "CEMConfig", Cem)
-    monkeypatch.setattr(lewm.evaluate, "EvalConfig", Protocol)
-    seen = planner_settings_of_each_verb(monkeypatch, tmp_path, {"train": {}},
-                                         lambda cfg, cem: (cfg.episodes, cem.horizon))
-    assert seen == [(9, 7)] * 3, seen
-
-
-def test_a_recipes_plan_is_how_its_runs_are_planned(monkeypatch, tmp_path):
-    """A recipe's `plan` (key=value evaluation and planner settings, TrainConfig.plan) is
-    what `lewm eval`, `lewm demo` and `lewm ablate` plan its runs with; `lewm eval`'s own
-    flags apply on top; the plan survives config.json."""
-    from lewm.presets import from_dict, get_preset, to_dict
-
-    recipe = {"train": {"plan": ["cost=path", "replan=1", "iterations=4"]}}
+    mine = PlanConfig(cost=CostConfig(cost="path"), mpc=MPCConfig(replan=1))
     seen = planner_settings_of_each_verb(
-        monkeypatch, tmp_path, recipe, lambda cfg, cem: (cfg.replan, cem.cost, cem.iterations),
-        more_evals=[["--iterations", "6", "--cost", "final"]],
-        flags=["--set", "plan=cost=path,replan=1,iterations=4"])
-    assert seen == [(1, "path", 4), (1, "final", 6), (1, "path", 4), (1, "path", 4)], seen
-    cfg = get_preset("reacher-cpu")
-    assert cfg.plan and from_dict(json.loads(json.dumps(to_dict(cfg)))) == cfg
+        monkeypatch, tmp_path, {"plan": dataclasses.asdict(mine)},
+        lambda protocol, plan: (protocol, plan),
+        more_evals=[["--iterations", "6", "--cost", "final", "--episodes", "9"]],
+        preset="reacher-cpu")
+    assert seen == [(EvalConfig(), mine),
+                    (EvalConfig(episodes=9), mine.replace(solver={"iterations": 6},
+                                                          cost={"cost": "final"})),
+                    (EvalConfig(), RECIPES["tworoom-cpu"].plan),
+                    (EvalConfig(gifs=1), RECIPES["reacher-cpu"].plan)], seen
+
+
+def test_runs_written_with_plan_strings_plan_as_before(monkeypatch, tmp_path):
+    """A run directory from before PlanConfig (tests/golden/legacy_config.json, the
+    checkpoint config.json of `lewm demo` at c6f6855: `plan` strings in its train section)
+    plans with the PlanConfig that means the same; so do the old recipes' strings."""
+    from lewm.planning.config import plan_from_strings, run_plan
+    from lewm.recipes import RECIPES
+    from lewm.trainconfig import from_dict
+
+    meta = json.loads((Path(__file__).parent / "golden" / "legacy_config.json").read_text())
+    assert meta["train"]["plan"] == ["iterations=10"] and "plan" not in meta
+    assert run_plan(meta) == RECIPES["tworoom-cpu"].plan
+    assert from_dict(meta["train"]).world == "tworoom"  # the old field is dropped, not an error
+    seen = planner_settings_of_each_verb(monkeypatch, tmp_path, meta, lambda p, plan: plan)
+    assert seen[0] == RECIPES["tworoom-cpu"].plan
+    old = {  # TrainConfig.plan of each CPU recipe at c6f6855
+        "pusht-cpu": ["clip=true", "noise_beta=1", "keep_elites=0.3", "iterations=10",
+                      "replan=1", "shrink=true", "tail_std=0.25"],
+        "reacher-cpu": ["cost=path", "context=3", "replan=1"],
+        "cube-cpu": ["cost=path", "context=3", "clip=true", "iterations=60", "noise_beta=2",
+                     "keep_elites=0.3"],
+    }
+    for name, strings in old.items():
+        assert plan_from_strings(strings) == RECIPES[name].plan, name
 
 
 @pytest.mark.parametrize("setting,match", [
-    ("plan=bogus=1", "'bogus' is not an evaluation or planner setting"),
-    ("plan=cost=cheap", "planning cost must be one of final, path, ramp"),
-    ("plan=context", "expected key=value"),
+    ("bogus=1", "'bogus' is not a planning setting"),
+    ("cost=cheap", "planning cost must be one of final, path, ramp"),
+    ("context", "expected key=value"),
+    ("iterations=many", "not a valid int"),
 ])
-def test_a_bad_plan_setting_fails_before_training(capsys, tmp_path, setting, match):
-    from lewm.cli import main
+def test_a_bad_legacy_plan_setting_is_a_one_line_error(setting, match):
+    from lewm.errors import LewmError
+    from lewm.planning.config import plan_from_strings
 
-    code = main(["train", "--preset", "tiny", "--data", str(tmp_path / "none.h5"), "--out",
-                 str(tmp_path / "run"), "--set", setting])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and match in err, err
-    assert not (tmp_path / "run").exists()
+    with pytest.raises(LewmError, match=match):
+        plan_from_strings([setting])
 
 
 def test_merge_joins_collections_and_refuses_mismatches(tmp_path, capsys):

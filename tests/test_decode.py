@@ -49,11 +49,12 @@ def test_decode_writes_its_outputs_and_refuses_a_foreign_decoder(tiny_run, tmp_p
     # eval's GIFs gain a panel: the decoded end of the plan being executed.
     from PIL import Image
 
-    from lewm.evaluate import EvalConfig, evaluate
-    from lewm.planning.cem import CEMConfig
+    from lewm.evalrun import eval_run
+    from lewm.planning.config import CEMConfig, PlanConfig
+    from lewm.protocol import EvalConfig
 
-    evaluate(tiny_run, EvalConfig(episodes=2, gifs=1), CEMConfig(samples=8, elites=2,
-                                                               iterations=1), out_name="e.json")
+    eval_run(tiny_run, EvalConfig(episodes=2, gifs=1),
+             PlanConfig(solver=CEMConfig(samples=8, elites=2, iterations=1)), out_name="e.json")
     gif = Image.open(tiny_run / "e_episode00.gif")
     size = json.loads((tiny_run / "decoder.json").read_text())["image_size"]
     # observation | decoded plan end | goal, 2-pixel white separators, scaled up

@@ -1,19 +1,19 @@
 """Goals beyond the paper's protocol: far goal sets, goal files and the graph planner."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import run_cli
-from test_planning import OracleTwoRoom
+from test_planning import OracleTwoRoom, mpc
 
-from lewm.data.clips import EpisodeData
 from lewm.envs import tworoom
 from lewm.errors import LewmError
-from lewm.evaluate import EvalConfig, far_pairs, file_pairs, make_envs
-from lewm.planning.cem import CEMConfig
-from lewm.planning.graph import GraphConfig, LatentGraph, build_graph
-from lewm.planning.mpc import run_mpc
+from lewm.evaluate import make_envs
+from lewm.goals import far_pairs, file_pairs
+from lewm.planning.config import CEMConfig, PlanConfig
+from lewm.protocol import EvalConfig
 from lewm.worlds import get_world
 
 
@@ -59,7 +59,7 @@ def test_a_goal_file_and_its_budget(tmp_path):
     with pytest.raises(LewmError, match="--goals must be"):
         EvalConfig(goals="nowhere")
     with pytest.raises(LewmError, match="--planner must be"):
-        EvalConfig(planner="magic")
+        PlanConfig(planner="magic")
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +76,18 @@ def test_graph_planner_goes_through_the_door_where_flat_cem_stays_at_the_wall(wi
     """With a perfect model (the latent is the agent position) flat CEM still fails behind
     the wall: it is greedy in latent distance. The route through recorded frames does not."""
     model = OracleTwoRoom()
-    data = EpisodeData(wide_file)
-    graph = build_graph(model, data, range(data.num_episodes), GraphConfig(nodes=1500), seed=0)
-    assert isinstance(graph, LatentGraph) and graph.frames is not None
+    model.card = SimpleNamespace(data={"path": str(wide_file), "val_episodes": []})
     pairs = [(np.array([40.0, 180.0]), np.array([185.0, 180.0])),
              (np.array([190.0, 170.0]), np.array([50.0, 190.0]))]
-    cem_cfg = CEMConfig(samples=64, elites=8, iterations=5)
+    flat = PlanConfig(solver=CEMConfig(samples=64, elites=8, iterations=5))
     results = {}
-    for name, g in (("flat", None), ("graph", graph)):
+    for name, plan in (("flat", flat), ("graph", flat.replace(planner="graph",
+                                                              graph={"nodes": 1500}))):
         envs, obs = make_envs("tworoom", 32, pairs)
         goals = np.stack([e.goal_pixels() for e in envs])
-        logs, _ = run_mpc(model, envs, obs, goals, cem_cfg, budget=200, seed=0, record={0},
-                          graph=g)
+        logs, _ = mpc(model, envs, obs, goals, plan, budget=200, seed=0, record={0})
         results[name] = [log.success for log in logs]
-        if g is not None:
+        if name == "graph":
             assert len(logs[0].subgoals) == len(logs[0].frames) - 1
     assert results == {"flat": [False, False], "graph": [True, True]}
 

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from golden_world import PointWorld, fixed_model
 
-from lewm.evaluate import recipe_planning
-from lewm.planning.cem import CEMConfig, cem
-from lewm.planning.mpc import latent_cost, run_mpc
-from lewm.presets import PRESETS
+from lewm.planning.cem import cem
+from lewm.planning.config import CEMConfig
+from lewm.planning.cost import latent_cost
+from lewm.planning.mpc import plan_setup, run_mpc
+from lewm.planning.registry import make_planner
+from lewm.recipes import RECIPES
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -23,13 +25,14 @@ def test_every_cpu_recipe_plans_the_recorded_actions():
     (path cost, 3 context frames) and tworoom-cpu, on a fixed model and a synthetic world."""
     recorded = json.loads((GOLDEN / "recipe_plans.json").read_text())
     for recipe, A in (("pusht-cpu", 2), ("reacher-cpu", 2), ("cube-cpu", 5), ("tworoom-cpu", 2)):
-        ecfg, ccfg = recipe_planning(PRESETS[recipe].plan)
+        plan = RECIPES[recipe].plan
         model = fixed_model(A, 1 if recipe == "tworoom-cpu" else 3)
         envs = [PointWorld(A, seed=s) for s in range(3)]
         obs = [e.first_obs() for e in envs]
         goals = np.stack([e.goal_pixels() for e in envs])
-        logs, _ = run_mpc(model, envs, obs, goals, ccfg, budget=30,
-                          replan=ecfg.replan or None, seed=7, episode_ids=[0, 1, 2])
+        planner = make_planner(plan, model, plan_setup(model, envs[0].action_space, seed=7))
+        logs, _ = run_mpc(model, planner, envs, obs, goals, plan.mpc, budget=30,
+                          episode_ids=[0, 1, 2])
         for env, want in zip(envs, recorded[recipe]["actions"]):
             np.testing.assert_allclose(np.asarray(env.taken), np.asarray(want), atol=1e-4,
                                        err_msg=recipe)
@@ -55,6 +58,6 @@ def test_tiny_training_embeddings_and_one_cem_plan_are_the_recorded_numbers(tiny
         goal = fm.encode(torch.from_numpy(frames[2:])[:, None])[:, 0]
         plan, best = cem(latent_cost(fm, ctx, None, goal), 2, 10,
                          CEMConfig(samples=64, elites=8, iterations=5),
-                         torch.Generator().manual_seed(0), substeps=5)
+                         torch.Generator().manual_seed(0), substeps=5, horizon=5)
     np.testing.assert_allclose(plan.numpy(), np.asarray(golden["cem_plan"]), atol=1e-4)
     np.testing.assert_allclose(best.numpy(), np.asarray(golden["cem_best_cost"]), rtol=1e-4)

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import run_cli
 
-from lewm.presets import get_preset
+from lewm.recipes import get_recipe
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_second_training_of_a_run_is_refused(holder, tworoom_file, tmp_path):
     from lewm.train import train
 
     out = tmp_path / "run"
-    cfg = get_preset("tiny")
+    cfg = get_recipe("tiny").train
     train(cfg, tworoom_file, out, progress=False, stop_after=3)
     weights = (out / "checkpoint" / "model.safetensors").read_bytes()
     p = holder(out)

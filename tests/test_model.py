@@ -4,24 +4,24 @@ import pytest
 import torch
 
 from lewm.model import LeWM, ModelConfig, count_parameters
-from lewm.presets import PRESETS
+from lewm.recipes import RECIPES
 
-TINY = PRESETS["tiny"].model
+TINY = RECIPES["tiny"].train.model
 
 
 def test_paper_parameter_counts():
-    m = LeWM(PRESETS["paper"].model)
+    m = LeWM(RECIPES["paper"].train.model)
     parts = {name: count_parameters(getattr(m, name)) for name in
              ("encoder", "projector", "action_encoder", "predictor", "pred_proj")}
     assert parts == {"encoder": 5_501_376, "projector": 792_768, "action_encoder": 156_206,
                      "predictor": 10_791_360, "pred_proj": 792_768}
     assert count_parameters(m) == 18_034_478
-    cube = dataclasses.replace(PRESETS["paper"].model, action_dim=5)
+    cube = dataclasses.replace(RECIPES["paper"].train.model, action_dim=5)
     assert count_parameters(LeWM(cube)) == 18_034_628
 
 
 def test_paper_model_shapes_at_224():
-    m = LeWM(dataclasses.replace(PRESETS["paper"].model, enc_depth=1, pred_depth=1)).eval()
+    m = LeWM(dataclasses.replace(RECIPES["paper"].train.model, enc_depth=1, pred_depth=1)).eval()
     pixels = torch.randint(0, 256, (2, 3, 224, 224, 3), dtype=torch.uint8)
     with torch.no_grad():
         emb = m.encode(pixels)

@@ -9,9 +9,10 @@ import torch
 
 from lewm.losses import loss_terms
 from lewm.model import LeWM
-from lewm.presets import PRESETS, get_preset, override
+from lewm.recipes import RECIPES, get_recipe
+from lewm.trainconfig import override
 
-TINY = PRESETS["tiny"]
+TINY = RECIPES["tiny"].train
 
 
 def batch(seed=0, B=8):
@@ -117,7 +118,7 @@ def test_a_tiny_run_learns(tworoom_file, tmp_path):
 
     from lewm.train import train
 
-    cfg = override(get_preset("tiny"), ["steps=40", "log_every=5"])
+    cfg = override(get_recipe("tiny").train, ["steps=40", "log_every=5"])
     train(cfg, tworoom_file, tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     pred = [r["pred_loss"] for r in rows if r["split"] == "train"]
@@ -133,7 +134,7 @@ def test_without_sigreg_the_embeddings_collapse(tworoom_file, tmp_path):
 
     std = {}
     for reg in ("none", "sigreg"):
-        cfg = override(get_preset("tiny"), ["steps=80", f"regularizer={reg}", "val_every=80",
+        cfg = override(get_recipe("tiny").train, ["steps=80", f"regularizer={reg}", "val_every=80",
                                             "lambd=0.5"])
         train(cfg, tworoom_file, tmp_path / reg, progress=False)
         val = [json.loads(line) for line in (tmp_path / reg / "metrics.jsonl").open()][-1]

@@ -12,7 +12,7 @@ from conftest import run_cli
 
 from lewm.model import LeWM
 from lewm.model.authors import LAYOUTS, detect_layout, from_authors, to_authors
-from lewm.presets import PRESETS
+from lewm.recipes import RECIPES
 
 TOL = 1e-5  # fp32
 
@@ -23,7 +23,7 @@ def pair():
     torch.manual_seed(0)
     theirs = peer_lib.build(lib).eval()
     peer_lib.randomize(theirs)
-    ours = LeWM(PRESETS["paper"].model).eval()
+    ours = LeWM(RECIPES["paper"].train.model).eval()
     ours.load_state_dict(from_authors(theirs.state_dict()))
     return lib, theirs, ours
 

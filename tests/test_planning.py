@@ -9,10 +9,30 @@ from conftest import run_cli
 
 from lewm.envs import tworoom
 from lewm.errors import LewmError
-from lewm.evaluate import EvalConfig, dataset_pairs, evaluate, make_envs, wilson
+from lewm.evalrun import eval_run
+from lewm.evaluate import make_envs, wilson
+from lewm.goals import dataset_pairs
 from lewm.model.normalize import ZScore
-from lewm.planning.cem import CEMConfig, cem, colour_filter
-from lewm.planning.mpc import run_mpc, run_random
+from lewm.planning.cem import cem, colour_filter
+from lewm.planning.config import CEMConfig, CostConfig, MPCConfig, PlanConfig, RuntimeConfig
+from lewm.planning.cost import latent_cost
+from lewm.planning.mpc import EpisodeLog, Recorder, plan_setup, run_mpc, run_random
+from lewm.planning.registry import make_planner
+from lewm.protocol import EvalConfig
+
+
+def mpc(model, envs, obs, goals, plan=None, budget=50, seed=0, record=(), episode_ids=None):
+    """`run_mpc` with the planner `plan` names, built for `model`, recording `record`."""
+    plan = plan or PlanConfig()
+    planner = make_planner(plan, model, plan_setup(model, envs[0].action_space, seed))
+    recorder = Recorder(model, [EpisodeLog() for _ in envs], record, goals)
+    return run_mpc(model, planner, envs, obs, goals, plan.mpc, budget, episode_ids, recorder)
+
+
+def small(mpc=None, runtime=None, **solver) -> PlanConfig:
+    """A small CEM's PlanConfig, with these re-plan and runtime settings."""
+    return PlanConfig(solver=CEMConfig(**solver), mpc=mpc or MPCConfig(),
+                      runtime=runtime or RuntimeConfig())
 
 
 def test_cem_finds_the_optimum_of_a_quadratic():
@@ -21,7 +41,7 @@ def test_cem_finds_the_optimum_of_a_quadratic():
     def cost(cand):  # (batch, S, H, a)
         return ((cand - target[:, None, None, :]) ** 2).sum((-1, -2))
 
-    plan, best = cem(cost, batch=3, action_dim=2, cfg=CEMConfig(horizon=4),
+    plan, best = cem(cost, batch=3, action_dim=2, cfg=CEMConfig(), horizon=4,
                      generator=torch.Generator().manual_seed(0))
     assert plan.shape == (3, 4, 2)
     torch.testing.assert_close(plan, target[:, None, :].expand(3, 4, 2), atol=1e-2, rtol=0)
@@ -31,9 +51,9 @@ def test_cem_finds_the_optimum_of_a_quadratic():
 def test_cem_respects_bounds_and_seed():
     cost = lambda c: -c.sum((-1, -2))  # wants ever larger actions
     low, high = torch.tensor([-1.0, -2.0]), torch.tensor([1.0, 0.5])
-    cfg = CEMConfig(samples=50, elites=5, iterations=10, horizon=2, clip=True)
-    a, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
-    b, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high)
+    cfg = CEMConfig(samples=50, elites=5, iterations=10, clip=True)
+    a, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high, horizon=2)
+    b, _ = cem(cost, 1, 2, cfg, torch.Generator().manual_seed(1), low=low, high=high, horizon=2)
     assert torch.equal(a, b)
     torch.testing.assert_close(a[0], high.expand(2, 2), atol=1e-3, rtol=0)
 
@@ -49,19 +69,19 @@ def test_cem_std_refit_is_the_authors_by_default():
 
     for unbiased in (True, False):
         seen.clear()
-        cfg = CEMConfig(samples=8, elites=8, iterations=2, horizon=1, unbiased_std=unbiased)
+        cfg = CEMConfig(samples=8, elites=8, iterations=2, unbiased_std=unbiased)
         g = torch.Generator().manual_seed(2)
-        cem(cost, 1, 1, cfg, g)
+        cem(cost, 1, 1, cfg, g, horizon=1)
         g = torch.Generator().manual_seed(2)
         torch.randn((1, 8, 1, 1), generator=g)
         noise = torch.randn((1, 8, 1, 1), generator=g)[:, 1:]  # the second draw, less the mean
         first = seen[0]
         std = first.std(1, unbiased=unbiased)  # (1, 1, 1)
         torch.testing.assert_close(seen[1][:, 1:], first.mean(1, keepdim=True) + std * noise)
-    assert CEMConfig().unbiased_std and not CEMConfig().clip and CEMConfig().context == 1
+    assert CEMConfig().unbiased_std and not CEMConfig().clip and MPCConfig().context == 1
 
 
-def test_a_plans_tail_starts_at_tail_std_and_new_blocks_at_init_std():
+def test_carried_blocks_start_at_carry_std_and_new_blocks_at_init_std():
     seen = []
 
     def cost(c):  # (1, S, H, a)
@@ -71,31 +91,33 @@ def test_a_plans_tail_starts_at_tail_std_and_new_blocks_at_init_std():
     init = torch.full((1, 5, 2), 0.5)
     for tail_std, tail in ((0.1, 3), (None, 3), (0.1, 0)):
         seen.clear()
-        cfg = CEMConfig(samples=4000, elites=10, iterations=1, tail_std=tail_std)
-        cem(cost, 1, 2, cfg, torch.Generator().manual_seed(0), init_mean=init, tail=tail)
+        cfg = CEMConfig(samples=4000, elites=10, iterations=1)
+        cem(cost, 1, 2, cfg, torch.Generator().manual_seed(0), init_mean=init, carried=tail,
+            carried_std=tail_std)
         spread = seen[0][0, 1:].std(0).mean(-1)  # (H,): per block, over the candidates
         expected = torch.tensor([tail_std or 1.0] * tail + [1.0] * (5 - tail))
         torch.testing.assert_close(spread, expected, rtol=0.05, atol=0)
         torch.testing.assert_close(seen[0][0, 1:].mean(0), init[0], atol=0.05, rtol=0)
 
 
-@pytest.mark.parametrize("option", ["shrink", "warm_start"])
+@pytest.mark.parametrize("option", ["shrink", "warm"])
 def test_mpc_marks_the_blocks_a_replan_takes_over(tworoom_file, monkeypatch, option):
     """Each re-plan tells CEM how many of its starting blocks are the executed plan's tail:
     all of them with a shrinking horizon, those left of the last plan with a warm start."""
-    import lewm.planning.mpc as mpc
+    import lewm.planning.cem as cem_module
 
-    tails, real_cem = [], mpc.cem
+    tails, real_cem = [], cem_module.cem
 
-    def spy(*args, tail=0, **kwargs):
-        tails.append((args[3].horizon, tail))
-        return real_cem(*args, tail=tail, **kwargs)
+    def spy(*args, horizon, carried, **kwargs):
+        tails.append((horizon, carried))
+        return real_cem(*args, horizon=horizon, carried=carried, **kwargs)
 
-    monkeypatch.setattr(mpc, "cem", spy)
+    monkeypatch.setattr(cem_module, "cem", spy)
     pairs = dataset_pairs(tworoom_file, 2, offset=25, seed=42)
     envs, obs = make_envs("tworoom", 32, pairs)
-    cfg = CEMConfig(samples=16, elites=4, iterations=1, tail_std=0.5, **{option: True})
-    run_mpc(OracleTwoRoom(), envs, obs, np.stack(obs), cfg, budget=25, replan=1)
+    plan = small(samples=16, elites=4, iterations=1,
+                 mpc=MPCConfig(replan=1, carry=option, carry_std=0.5))
+    mpc(OracleTwoRoom(), envs, obs, np.stack(obs), plan, budget=25)
     if option == "shrink":
         assert tails == [(5, 0), (4, 4), (3, 3), (2, 2), (1, 1)]
     else:
@@ -123,8 +145,8 @@ def test_coloured_cem_noise_runs_along_env_steps_inside_and_across_blocks():
         seen.append(c.clone())
         return torch.zeros(c.shape[:2])
 
-    cfg = CEMConfig(samples=4000, elites=10, iterations=1, horizon=2, noise_beta=2.0)
-    cem(cost, 1, 6, cfg, torch.Generator().manual_seed(3), substeps=3)
+    cfg = CEMConfig(samples=4000, elites=10, iterations=1, noise_beta=2.0)
+    cem(cost, 1, 6, cfg, torch.Generator().manual_seed(3), substeps=3, horizon=2)
     steps = seen[0][0, 1:].reshape(-1, 6, 2)  # (S, env steps, action dims)
     M = colour_filter(6, 2.0)
     for d in (0, 1):  # each dimension's time line has the filter's covariance
@@ -143,8 +165,8 @@ def test_kept_elites_make_the_best_cost_fall_monotonically():
         bests.append(c.min().item())
         return c
 
-    cfg = CEMConfig(samples=40, elites=8, iterations=12, horizon=2, keep_elites=0.5)
-    _, best = cem(cost, 1, 3, cfg, torch.Generator().manual_seed(4))
+    cfg = CEMConfig(samples=40, elites=8, iterations=12, keep_elites=0.5)
+    _, best = cem(cost, 1, 3, cfg, torch.Generator().manual_seed(4), horizon=2)
     assert all(b <= a + 1e-6 for a, b in zip(bests, bests[1:]))
     assert best.item() == pytest.approx(bests[-1])
 
@@ -161,19 +183,22 @@ def test_default_cem_is_the_papers_white_noise_cem():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"noise_beta": -1.0}, "noise_beta must be >= 0"),
-    ({"keep_elites": 1.5}, r"keep_elites must be a fraction in \[0, 1\]"),
-    ({"elites": 400}, "cannot exceed samples"),
-    ({"horizon": 0}, "horizon must be >= 1"),
-    ({"samples": 0}, "samples must be >= 1"),
-    ({"context": 0}, "context must be >= 1"),
-    ({"cost": "sum"}, "cost must be one of final, path, ramp"),
-    ({"tail_std": 0.0}, r"tail_std must be > 0 \(or unset\)"),
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (CEMConfig, {"noise_beta": -1.0}, "noise_beta must be >= 0"),
+    (CEMConfig, {"keep_elites": 1.5}, r"keep_elites must be a fraction in \[0, 1\]"),
+    (CEMConfig, {"elites": 400}, "cannot exceed samples"),
+    (CEMConfig, {"samples": 0}, "samples must be >= 1"),
+    (MPCConfig, {"horizon": 0}, "horizon must be >= 1"),
+    (MPCConfig, {"context": 0}, "context must be >= 1"),
+    (MPCConfig, {"carry_std": 0.0}, r"carry-std must be > 0 \(or unset\)"),
+    (MPCConfig, {"carry": "all"}, "carry must be one of none, warm, shrink"),
+    (CostConfig, {"cost": "sum"}, "cost must be one of final, path, ramp"),
+    (RuntimeConfig, {"precision": "fp16"}, "precision must be fp32 or bf16"),
+    (PlanConfig, {"planner": "nope"}, "planner must be one of"),
 ])
-def test_planner_settings_out_of_range(kwargs, match):
+def test_planner_settings_out_of_range(cls, kwargs, match):
     with pytest.raises(LewmError, match=match):
-        CEMConfig(**kwargs)
+        cls(**kwargs)
 
 
 class OracleTwoRoom:
@@ -209,7 +234,7 @@ def test_mpc_with_an_oracle_model_solves_two_room(tworoom_file):
     pairs = dataset_pairs(tworoom_file, 20, offset=25, seed=42)
     envs, obs = make_envs("tworoom", 64, pairs)
     goals = np.stack([e.goal_pixels() for e in envs])
-    logs, timings = run_mpc(OracleTwoRoom(), envs, obs, goals, CEMConfig(), budget=50, seed=0)
+    logs, timings = mpc(OracleTwoRoom(), envs, obs, goals, budget=50, seed=0)
     assert all(log.success for log in logs), [log.steps for log in logs]
     assert timings[0][1] == sum(not e.success() for e in make_envs("tworoom", 16, pairs)[0])
 
@@ -231,9 +256,9 @@ def test_a_shrinking_horizon_keeps_each_plans_end(tworoom_file, replan, cycle):
     new full plan starts; the goal is the start frame, so no episode ends early."""
     pairs = dataset_pairs(tworoom_file, 3, offset=25, seed=42)
     envs, obs = make_envs("tworoom", 64, pairs)
-    cfg = CEMConfig(samples=16, elites=4, iterations=1, shrink=True)
+    plan = small(samples=16, elites=4, iterations=1, mpc=MPCConfig(replan=replan, carry="shrink"))
     spy = PlanSpy()
-    logs, timings = run_mpc(spy, envs, obs, np.stack(obs), cfg, budget=50, replan=replan)
+    logs, timings = mpc(spy, envs, obs, np.stack(obs), plan, budget=50)
     per_plan = spy.horizons  # one rollout per CEM iteration (a single chunk)
     assert per_plan == (cycle * 10)[: len(per_plan)] and len(per_plan) == len(timings)
     if not any(log.success for log in logs):
@@ -246,8 +271,9 @@ def test_without_replanning_shrink_changes_nothing(tworoom_file):
     def frames(shrink):
         envs, obs = make_envs("tworoom", 32, pairs)
         goals = np.stack([e.goal_pixels() for e in envs])
-        cfg = CEMConfig(samples=16, elites=4, iterations=2, shrink=shrink)
-        logs, _ = run_mpc(OracleTwoRoom(), envs, obs, goals, cfg, budget=50, record=range(4))
+        plan = small(samples=16, elites=4, iterations=2,
+                     mpc=MPCConfig(carry="shrink" if shrink else "none"))
+        logs, _ = mpc(OracleTwoRoom(), envs, obs, goals, plan, budget=50, record=range(4))
         return [np.stack(log.frames) for log in logs]
 
     for a, b in zip(frames(False), frames(True)):
@@ -272,9 +298,9 @@ def test_dataset_pairs(tworoom_file, tmp_path):
 
 def test_evaluation_is_deterministic(tiny_run):
     cfg = EvalConfig(episodes=4, gifs=1)
-    cem_cfg = CEMConfig(samples=20, elites=4, iterations=2)
-    a = evaluate(tiny_run, cfg, cem_cfg, out_name="a.json")
-    b = evaluate(tiny_run, cfg, cem_cfg, out_name="b.json")
+    plan = small(samples=20, elites=4, iterations=2)
+    a = eval_run(tiny_run, cfg, plan, out_name="a.json")
+    b = eval_run(tiny_run, cfg, plan, out_name="b.json")
     for key in ("success_rate", "random_success_rate", "solved_at_start", "episodes"):
         assert a[key] == b[key]
     for key in ("success_rate", "success_ci95", "random_success_rate", "solved_at_start",
@@ -299,13 +325,13 @@ def test_an_episode_is_planned_the_same_alone_or_in_a_batch(tiny_run):
     model = load_model(tiny_run)
     data = json.loads((tiny_run / "config.json").read_text())["data"]["path"]
     pairs = dataset_pairs(data, 6, offset=25, seed=42)
-    cfg = CEMConfig(samples=24, elites=4, iterations=3)
+    plan = small(samples=24, elites=4, iterations=3)
 
     def frames(envs_obs, ids):
         envs, obs = envs_obs
         goals = np.stack([e.goal_pixels() for e in envs])
-        logs, _ = run_mpc(model, envs, obs, goals, cfg, budget=20, seed=3,
-                          record=range(len(envs)), episode_ids=ids)
+        logs, _ = mpc(model, envs, obs, goals, plan, budget=20, seed=3,
+                      record=range(len(envs)), episode_ids=ids)
         return [np.stack(log.frames) for log in logs]
 
     together = frames(make_envs("tworoom", 32, pairs), range(6))
@@ -320,10 +346,10 @@ def test_a_model_fresh_from_training_plans_as_the_same_model_loaded(tworoom_file
     """train() leaves its card (world, statistics, configs) on the model it returns: the
     in-memory model plans exactly as the checkpoint loaded from disk."""
     import lewm
-    from lewm.presets import get_preset
+    from lewm.recipes import get_recipe
     from lewm.train import train
 
-    fresh = train(get_preset("tiny"), tworoom_file, tmp_path / "run", progress=False)["model"]
+    fresh = train(get_recipe("tiny").train, tworoom_file, tmp_path / "run", progress=False)["model"]
     loaded = lewm.load(tmp_path / "run")
     for field in ("world", "image_size", "train", "data", "step"):
         assert getattr(fresh.card, field) == getattr(loaded.card, field), field
@@ -334,15 +360,15 @@ def test_a_model_fresh_from_training_plans_as_the_same_model_loaded(tworoom_file
     for model in (fresh, loaded):
         envs, obs = make_envs("tworoom", 32, pairs)
         goals = np.stack([e.goal_pixels() for e in envs])
-        logs, _ = run_mpc(model, envs, obs, goals, CEMConfig(samples=16, elites=4, iterations=2),
-                          budget=10, seed=0, record=range(2))
+        logs, _ = mpc(model, envs, obs, goals, small(samples=16, elites=4, iterations=2),
+                      budget=10, seed=0, record=range(2))
         runs.append([np.stack(log.frames) for log in logs])
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(LewmError, match="no card"):
         from lewm.model import LeWM
 
-        run_mpc(LeWM(fresh.cfg), envs, obs, goals, CEMConfig(), budget=5)
+        mpc(LeWM(fresh.cfg), envs, obs, goals, budget=5)
 
 
 def test_eval_cli_and_its_errors(tiny_run, tmp_path):
@@ -369,18 +395,16 @@ def test_replan_beyond_the_horizon_is_refused(tiny_run):
 def test_the_path_cost_scores_every_predicted_block():
     """cost="path" averages the latent distance to the goal over the plan's predicted blocks;
     "ramp" weights block k of H by k; "final" (the paper's) scores the last one alone."""
-    from lewm.planning.mpc import latent_cost
-
     model, g = OracleTwoRoom(), torch.Generator().manual_seed(0)
     ctx, goal = torch.full((2, 1, 2), 100.0), torch.tensor([[120.0, 100.0], [60.0, 150.0]])
     cand = torch.randn(2, 8, 4, 10, generator=g)
     pred = model.rollout(ctx.repeat_interleave(8, 0), None, cand.flatten(0, 1)).view(2, 8, 4, 2)
     dist = ((pred - goal[:, None, None]) ** 2).sum(-1)  # (2, 8, 4)
     torch.testing.assert_close(latent_cost(model, ctx, None, goal)(cand), dist[..., -1])
-    torch.testing.assert_close(latent_cost(model, ctx, None, goal, reduce="path")(cand),
+    torch.testing.assert_close(latent_cost(model, ctx, None, goal, CostConfig("path"))(cand),
                                dist.mean(-1))
     ramp = (dist * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum(-1) / 10
-    torch.testing.assert_close(latent_cost(model, ctx, None, goal, reduce="ramp")(cand), ramp)
+    torch.testing.assert_close(latent_cost(model, ctx, None, goal, CostConfig("ramp"))(cand), ramp)
 
 
 @pytest.mark.slow
@@ -391,8 +415,8 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     not answers: costs equal the eager ones to float rounding, with 1 and 3 context frames,
     and an episode planned through it sees the same frames."""
     from lewm.checkpoint import load_model
-    from lewm.planning.mpc import latent_cost
 
+    COMPILED = RuntimeConfig(compile=True)
     model = load_model(tiny_run)
     D, blk = model.cfg.embed_dim, model.cfg.frameskip * model.cfg.action_dim
     g = torch.Generator().manual_seed(0)
@@ -402,7 +426,7 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
         cand = torch.randn(2, 16, 5, blk, generator=g)
         with torch.no_grad():
             eager = latent_cost(model, ctx, acts, goal)(cand)
-            compiled = latent_cost(model, ctx, acts, goal, compiled=True)(cand)
+            compiled = latent_cost(model, ctx, acts, goal, runtime=COMPILED)(cand)
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
     assert "_compiled_rollout" in model.__dict__  # compiled once, kept on the model
 
@@ -412,7 +436,7 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     with torch.no_grad():
         weight.mul_(1.5)
         eager = latent_cost(model, ctx, acts, goal)(cand)
-        compiled = latent_cost(model, ctx, acts, goal, compiled=True)(cand)
+        compiled = latent_cost(model, ctx, acts, goal, runtime=COMPILED)(cand)
         weight.copy_(kept)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
 
@@ -422,8 +446,8 @@ def test_compiled_rollouts_cost_and_plan_as_the_eager_ones(tiny_run):
     def frames(compile_):
         envs, obs = make_envs("tworoom", 32, pairs)
         goals = np.stack([e.goal_pixels() for e in envs])
-        cfg = CEMConfig(samples=24, elites=4, iterations=3, compile=compile_)
-        logs, _ = run_mpc(model, envs, obs, goals, cfg, budget=10, seed=3, record=[0])
+        plan = small(samples=24, elites=4, iterations=3, runtime=RuntimeConfig(compile=compile_))
+        logs, _ = mpc(model, envs, obs, goals, plan, budget=10, seed=3, record=[0])
         return np.stack(logs[0].frames)
 
     del model.__dict__["_compiled_rollout"]  # run_mpc must compile it again
@@ -440,8 +464,6 @@ def test_an_ensemble_sums_its_members_costs_each_in_its_own_latent_space(tiny_ru
 
     from lewm.checkpoint import load_model
     from lewm.planning.ensemble import Ensemble
-    from lewm.planning.mpc import latent_cost
-
     a, b = load_model(tiny_run), load_model(tiny_run)
     torch.manual_seed(1)
     for p in b.parameters():  # another "seed": other weights, other latent space
@@ -464,12 +486,12 @@ def test_an_ensemble_sums_its_members_costs_each_in_its_own_latent_space(tiny_ru
         ctx_act, cand = torch.randn(2, 2, blk, generator=g), torch.randn(2, 6, 5, blk, generator=g)
         goal = torch.randn(2, 2 * D, generator=g)
         each = torch.stack([latent_cost(m, emb[..., i * D:(i + 1) * D], ens._actions(i, ctx_act),
-                                        goal[:, i * D:(i + 1) * D], reduce="path")(
+                                        goal[:, i * D:(i + 1) * D], CostConfig("path"))(
                                             ens._actions(i, cand)) for i, m in enumerate((a, b))])
-        got = latent_cost(ens, emb, ctx_act, goal, reduce="path")(cand)
+        got = latent_cost(ens, emb, ctx_act, goal, CostConfig("path"))(cand)
         torch.testing.assert_close(got, each.sum(0))
         # --disagreement: the members' spread (population std) times weight and members
-        wary = latent_cost(ens, emb, ctx_act, goal, reduce="path", disagreement=0.5)(cand)
+        wary = latent_cost(ens, emb, ctx_act, goal, CostConfig("path", disagreement=0.5))(cand)
         torch.testing.assert_close(wary, each.sum(0) + 0.5 * 2 * each.std(0, correction=0))
     wrong = copy.deepcopy(a)
     wrong.cfg = dataclasses.replace(a.cfg, frameskip=a.cfg.frameskip + 1)

@@ -11,10 +11,11 @@ from conftest import run_cli, write_episode_file
 
 from lewm.errors import LewmError
 from lewm.losses import vicreg_terms
-from lewm.presets import get_preset, override
 from lewm.probe import pearson, ridge
+from lewm.recipes import get_recipe
 from lewm.surprise import auroc, paired_t_test
 from lewm.train import train
+from lewm.trainconfig import override
 
 
 def test_ridge_recovers_a_linear_map():
@@ -57,7 +58,7 @@ def test_vicreg_terms():
 
 @pytest.mark.parametrize("reg", ["none", "vicreg", "ema"])
 def test_each_regulariser_trains(tworoom_file, tmp_path, reg):
-    cfg = override(get_preset("tiny"), [f"regularizer={reg}", "steps=6"])
+    cfg = override(get_recipe("tiny").train, [f"regularizer={reg}", "steps=6"])
     summary = train(cfg, tworoom_file, tmp_path / reg, progress=False)
     assert summary["finished"] and np.isfinite(summary["val"]["pred_loss"])
 
@@ -65,7 +66,7 @@ def test_each_regulariser_trains(tworoom_file, tmp_path, reg):
 def test_ema_resume_is_bitwise_identical(tworoom_file, tmp_path):
     from safetensors.torch import load_file
 
-    cfg = override(get_preset("tiny"), ["regularizer=ema", "steps=8"])
+    cfg = override(get_recipe("tiny").train, ["regularizer=ema", "steps=8"])
     train(cfg, tworoom_file, tmp_path / "a", progress=False)
     assert not train(cfg, tworoom_file, tmp_path / "b", progress=False, stop_after=3)["finished"]
     train(None, None, tmp_path / "b", resume=True, progress=False)
@@ -117,7 +118,7 @@ def test_cli_probe_surprise_ablate(tiny_run, tworoom_file, tmp_path):
     assert json.loads((out / "ablation.json").read_text())["rows"] == result["rows"]
     # A run stopped part-way through is resumed, not refused or restarted.
     (out / "ablation.json").unlink()
-    cfg = override(get_preset("tiny"), ["steps=4", "regularizer=vicreg"])
+    cfg = override(get_recipe("tiny").train, ["steps=4", "regularizer=vicreg"])
     train(cfg, tworoom_file, out / "vicreg", progress=False, stop_after=2)
     again = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
                     "--regularizers", "none,vicreg", "--episodes", 2, "--set", "steps=4",

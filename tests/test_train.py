@@ -8,10 +8,11 @@ from safetensors.torch import load_file
 
 import lewm
 from lewm.errors import LewmError
-from lewm.presets import get_preset, override
+from lewm.recipes import get_recipe
 from lewm.train import train
+from lewm.trainconfig import override
 
-TINY = get_preset("tiny")
+TINY = get_recipe("tiny").train
 
 
 def weights(run_dir):
@@ -252,8 +253,8 @@ def test_torchrun_two_processes(tworoom_file, tmp_path):
     assert [r["step"] for r in vals] == [2, 4]
     from contextlib import nullcontext
 
-    from lewm.presets import from_dict
     from lewm.train import load_run_data, validate
+    from lewm.trainconfig import from_dict
 
     cfg = from_dict(json.loads((out / "checkpoint" / "config.json").read_text())["train"])
     again = validate(model, load_run_data(cfg, tworoom_file).val, cfg, "cpu", nullcontext)
@@ -263,15 +264,14 @@ def test_torchrun_two_processes(tworoom_file, tmp_path):
 def test_epochs_set_the_steps_from_the_clips_served(tworoom_file, tmp_path):
     import math
 
-    from lewm.presets import PRESETS, total_steps
     from lewm.train import load_run_data
+    from lewm.trainconfig import total_steps
 
-    cfg = override(get_preset("tiny"), ["epochs=0.5"])
+    cfg = override(get_recipe("tiny").train, ["epochs=0.5"])
     clips = len(load_run_data(cfg, tworoom_file).train)
     assert total_steps(cfg, clips) == math.ceil(0.5 * clips / cfg.batch_size)
     summary = train(cfg, tworoom_file, tmp_path / "run", progress=False)
     assert summary["steps"] == summary["step"] == math.ceil(0.5 * clips / cfg.batch_size)
-    assert all(PRESETS[p].epochs == 10 for p in PRESETS if p.endswith("paper"))
 
 
 def test_loading_needs_the_model_code_alone(tmp_path, tworoom_file):
@@ -280,10 +280,10 @@ def test_loading_needs_the_model_code_alone(tmp_path, tworoom_file):
     import subprocess
     import sys
 
-    train(get_preset("tiny"), tworoom_file, tmp_path / "run", progress=False)
+    train(get_recipe("tiny").train, tworoom_file, tmp_path / "run", progress=False)
     code = ("import sys, lewm; lewm.load(sys.argv[1]); "
             "print(sorted(m for m in sys.modules if m.startswith(('lewm.envs', 'lewm.data', "
-            "'lewm.presets', 'gymnasium'))))")
+            "'lewm.recipes', 'gymnasium'))))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -302,28 +302,19 @@ def test_a_crash_between_the_swap_renames_keeps_a_checkpoint(tworoom_file, tmp_p
     assert train(None, None, out, resume=True, progress=False)["finished"]
 
 
-def test_every_presets_plan_is_a_valid_planner_setting():
-    """A preset's plan is only parsed when a run starts: a typo in one would surface after a
-    user's collection, not in the tests."""
-    from lewm.evaluate import recipe_planning
-    from lewm.presets import PRESETS
+def test_every_recipe_is_consistent_and_its_plan_survives_config_json():
+    """Each recipe's collection and training are of one world and one image size, and its
+    plan comes back from config.json's JSON as it went in; the paper recipes plan as the
+    authors do. (That every CPU recipe's plan runs: tests/test_golden.py.)"""
+    import dataclasses
 
-    plans = {name: recipe_planning(cfg.plan) for name, cfg in PRESETS.items()}  # raises if bad
-    assert plans["pusht-cpu"][1].clip and plans["cube-cpu"][1].clip
-    cube = plans["cube-cpu"][1]
-    assert (cube.noise_beta, cube.keep_elites, cube.iterations) == (2.0, 0.3, 60)
-    pusht = plans["pusht-cpu"][1]
-    assert (pusht.noise_beta, pusht.keep_elites, pusht.iterations) == (1.0, 0.3, 10)
-    assert pusht.shrink and pusht.tail_std == 0.25 and plans["pusht-cpu"][0].replan == 1
-    assert not plans["pusht-paper"][1].clip  # the paper presets plan as the authors do
+    from lewm.planning.config import PlanConfig, plan_from_dict
+    from lewm.recipes import RECIPES
 
-
-def test_pusht_cpu_reads_keypoints_at_the_papers_strongest_lambda():
-    """The Push-T CPU recipe's encoder: 64 spatial-softmax keypoints of an 8 x 8 map at
-    lambda 0.2, the setting that reads the block's angle (docs/worlds.md)."""
-    from lewm.presets import PRESETS
-
-    cfg = PRESETS["pusht-cpu"]
-    assert (cfg.model.conv_keypoints, cfg.model.image_size // cfg.model.conv_stride) == (64, 8)
-    assert cfg.lambd == 0.2
-    assert cfg.steps == 48_000  # 12,000 and 24,000 left the model underfit (docs/worlds.md)
+    for name, r in RECIPES.items():
+        assert r.name == name and r.why and r.log
+        assert r.collect.world == r.train.world, name
+        assert r.collect.size == r.train.model.image_size, name
+        assert plan_from_dict(json.loads(json.dumps(dataclasses.asdict(r.plan)))) == r.plan
+        if name.endswith("paper"):
+            assert r.plan == PlanConfig() and r.train.epochs == 10, name

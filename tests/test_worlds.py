@@ -323,7 +323,7 @@ def test_every_world_declares_every_part():
     in lewm.worlds is complete and points at code that exists, and it has its presets."""
     import importlib
 
-    from lewm.presets import COLLECT, PRESETS
+    from lewm.recipes import RECIPES
     from lewm.worlds import WORLDS as DECLARED
 
     assert set(DECLARED) == set(WORLDS)
@@ -333,7 +333,8 @@ def test_every_world_declares_every_part():
         assert declared.far_budget > 0, world
         assert (declared.extra is None) == (not declared.packages), world
         for preset in (f"{world}-cpu", f"{world}-paper"):
-            assert PRESETS[preset].world == world and COLLECT[preset].world == world, preset
+            recipe = RECIPES[preset]
+            assert recipe.train.world == world and recipe.collect.world == world, preset
         for entry in [declared.env, *filter(None, declared.policies.values())]:
             module, name = entry.split(":")
             source = importlib.util.find_spec(module).origin

@@ -11,26 +11,29 @@ from pathlib import Path
 from lewm import __version__
 from lewm.errors import LewmError
 from lewm.io import atomic_path, check_output, write_json
-from lewm.presets import REGULARIZERS, TrainConfig
+from lewm.planning.config import PlanConfig
+from lewm.protocol import EvalConfig
+from lewm.trainconfig import REGULARIZERS, TrainConfig
 
 LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + cov)",
           "ema": "EMA target (BYOL)"}
 
 
-def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: bool = False,
-           progress: bool = True, eval_episodes: int | None = None,
-           device: str = "auto") -> dict:
-    from lewm.evaluate import evaluate, recipe_planning
+def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
+           regularizers=REGULARIZERS, force: bool = False, progress: bool = True,
+           eval_episodes: int | None = None, device: str = "auto") -> dict:
+    """Train `cfg` with each of `regularizers`, evaluate each run with `plan` and probe it."""
+    from lewm.evalrun import eval_run
     from lewm.plots import read_metrics
     from lewm.probe import probe
     from lewm.train import train
 
+    plan = plan or PlanConfig()
     unknown = [r for r in regularizers if r not in REGULARIZERS]
     if unknown:
         raise LewmError(f"unknown regularizer {unknown[0]!r} (choose from "
                         f"{', '.join(REGULARIZERS)})")
-    eval_cfg, cem_cfg = recipe_planning(cfg.plan)
-    eval_cfg = dataclasses.replace(eval_cfg, gifs=1, episodes=eval_episodes or eval_cfg.episodes)
+    eval_cfg = EvalConfig(gifs=1, episodes=eval_episodes or EvalConfig.episodes)
     out = Path(out)
     check_output(out / "ablation.json", force)
     rows = []
@@ -45,14 +48,14 @@ def ablate(cfg: TrainConfig, data_path, out, regularizers=REGULARIZERS, force: b
             summary = train(None, data_path, run, resume=True, progress=progress)
         else:
             print(f"[{reg}] training", flush=True)
-            summary = train(run_cfg, data_path, run, force=force, progress=progress)
+            summary = train(run_cfg, data_path, run, force=force, progress=progress, plan=plan)
         ev = earlier_result(run / "eval.json", summary["step"], {
-            "eval": dataclasses.asdict(eval_cfg), "cem": dataclasses.asdict(cem_cfg)})
+            "eval": dataclasses.asdict(eval_cfg), "plan": dataclasses.asdict(plan)})
         pr = earlier_result(run / "probe.json", summary["step"])
         if ev is None or pr is None:
             print(f"[{reg}] evaluating", flush=True)
         if ev is None:
-            ev = evaluate(run, eval_cfg, cem_cfg, force=True, device=device)
+            ev = eval_run(run, eval_cfg, plan, force=True, device=device)
         if pr is None:
             pr = probe(run, force=True, device=device)
         val = read_metrics(run / "metrics.jsonl").get("val", [])
@@ -90,7 +93,7 @@ def earlier_run(run: Path, cfg: TrainConfig) -> tuple[str | None, dict | None]:
     A study run again picks up where it stopped."""
     from lewm.checkpoint import find_checkpoint, read_meta
     from lewm.plots import read_metrics
-    from lewm.presets import from_dict
+    from lewm.trainconfig import from_dict
 
     try:
         meta = read_meta(run)

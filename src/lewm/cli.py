@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 
 from lewm import __version__
-from lewm.cliconfig import add_flags, describe_fields, from_flags
+from lewm.cliconfig import add_flags, add_plan_flags, describe_fields, from_flags, plan_from_flags
 from lewm.errors import STORAGE_ERRNOS, LewmError
 
 
 def cmd_collect(args) -> None:
-    from lewm.data.collect import CollectConfig, collect
+    from lewm.data.collect import collect
+    from lewm.data.config import CollectConfig
 
     if args.preset:
-        from lewm.presets import get_collect
+        from lewm.recipes import get_recipe
 
-        base = get_collect(args.preset)
+        base = get_recipe(args.preset).collect
         if args.world and args.world != base.world:
             raise LewmError(f"preset {args.preset!r} collects in world {base.world!r}, "
                             f"not {args.world!r}")
@@ -67,9 +68,9 @@ def cmd_show(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from lewm.evaluate import recipe_planning
-    from lewm.presets import get_preset, override
+    from lewm.recipes import get_recipe
     from lewm.train import train
+    from lewm.trainconfig import override
 
     if args.resume:
         if args.set or args.data:
@@ -81,10 +82,10 @@ def cmd_train(args) -> None:
     else:
         if not args.data or not args.out:
             raise LewmError("--data and --out are required (or --resume RUN_DIR)")
-        cfg = override(get_preset(args.preset), args.set)
-        recipe_planning(cfg.plan)  # a bad plan setting fails now, not after the training
-        summary = train(cfg, args.data, args.out, force=args.force, progress=not args.quiet,
-                        stop_after=args.stop_after, threads=args.threads)
+        recipe = get_recipe(args.preset)
+        summary = train(override(recipe.train, args.set), args.data, args.out, force=args.force,
+                        progress=not args.quiet, stop_after=args.stop_after,
+                        threads=args.threads, plan=recipe.plan)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     val = summary["val"]
@@ -99,18 +100,16 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     from lewm.checkpoint import read_meta
-    from lewm.evaluate import EvalConfig, evaluate, recipe_planning
-    from lewm.planning.cem import CEMConfig
-    from lewm.planning.graph import GraphConfig
+    from lewm.evalrun import eval_run
+    from lewm.planning.config import changed, run_plan
+    from lewm.protocol import EvalConfig
 
-    plan = read_meta(args.run_dir)["train"].get("plan") or ()
-    base_cfg, base_cem = recipe_planning(plan)
-    cfg, cem_cfg = from_flags(args, EvalConfig, base_cfg), from_flags(args, CEMConfig, base_cem)
-    if plan:
-        print(f"planning as the run's recipe says ({' '.join(plan)}), with this command's "
-              "flags on top")
-    r = evaluate(args.run_dir, cfg, cem_cfg, data_path=args.data, force=args.force,
-                 device=args.device, graph_cfg=from_flags(args, GraphConfig),
+    base = run_plan(read_meta(args.run_dir))
+    if changed(base):
+        print(f"planning as the run's recipe says ({' '.join(changed(base))}), with this "
+              "command's flags on top")
+    r = eval_run(args.run_dir, from_flags(args, EvalConfig), plan_from_flags(args, base),
+                 data_path=args.data, force=args.force, device=args.device,
                  ensemble=args.ensemble or ())
     lo, hi = r["success_ci95"]
     print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
@@ -131,25 +130,30 @@ def cmd_demo(args) -> None:
     import dataclasses
     import time
 
-    from lewm.data.collect import CollectConfig, collect
-    from lewm.evaluate import evaluate, recipe_planning
-    from lewm.presets import get_preset, override
+    from lewm.data.collect import collect
+    from lewm.data.config import CollectConfig
+    from lewm.evalrun import eval_run
+    from lewm.protocol import EvalConfig
+    from lewm.recipes import get_recipe
     from lewm.rundir import prepare_run_dir
     from lewm.train import train
+    from lewm.trainconfig import override
 
     start = time.perf_counter()
-    cfg = override(dataclasses.replace(get_preset("tworoom-cpu"), seed=args.seed,
-                                       device=args.device), args.set)
-    eval_cfg, cem_cfg = recipe_planning(cfg.plan)  # a bad plan setting fails before any work
+    recipe = get_recipe("tworoom-cpu")
+    cfg = override(dataclasses.replace(recipe.train, seed=args.seed, device=args.device),
+                   args.set)
+    plan = recipe.plan
     out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
     collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
                                 policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)
     print(f"[1/3] collecting {args.episodes} Two-Room episodes x {args.steps} steps")
     data = collect(collect_cfg, out / "tworoom.h5", force=args.force, progress=not args.quiet)
     print("[2/3] training the tworoom-cpu preset")
-    trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True)
+    trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True,
+                    plan=plan)
     print("[3/3] planning with CEM on the 50-episode protocol")
-    r = evaluate(out, eval_cfg, cem_cfg, device=args.device)
+    r = eval_run(out, EvalConfig(), plan, device=args.device)
     total = time.perf_counter() - start
     lo, hi = r["success_ci95"]
     val = trained["val"]
@@ -160,8 +164,8 @@ def cmd_demo(args) -> None:
                      f"val pred loss {val.get('pred_loss', float('nan')):.4f}, eff. rank "
                      f"{val.get('effective_rank', float('nan')):.1f}/{cfg.model.embed_dim}",
          f"{trained['seconds']:.0f} s"),
-        ("planning", f"CEM {cem_cfg.samples} samples x {cem_cfg.iterations} iterations, "
-                     f"horizon {cem_cfg.horizon}", f"{r['plan_ms_mean']:.0f} ms/plan"),
+        ("planning", f"CEM {plan.solver.samples} samples x {plan.solver.iterations} "
+                     f"iterations, horizon {plan.mpc.horizon}", f"{r['plan_ms_mean']:.0f} ms/plan"),
         ("success", f"{100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}%) "
                     f"over {r['episodes_evaluated']} episodes (paper LeWM: 87%)", ""),
         ("random policy", f"{100 * r['random_success_rate']:.0f}%", ""),
@@ -176,8 +180,10 @@ def cmd_demo(args) -> None:
 
 def cmd_probe(args) -> None:
     from lewm.probe import probe
+    from lewm.studyconfig import ProbeConfig
 
-    r = probe(args.run_dir, data_path=args.data, max_rows=args.rows, seed=args.seed,
+    cfg = from_flags(args, ProbeConfig)
+    r = probe(args.run_dir, data_path=args.data, max_rows=cfg.rows, seed=cfg.seed,
               force=args.force, device=args.device)
     print(f"{'probe':<8} {'quantity':<20} {'MSE (std.)':>10} {'Pearson r':>10}")
     for kind, per in r["probes"].items():
@@ -188,7 +194,8 @@ def cmd_probe(args) -> None:
 
 
 def cmd_decode(args) -> None:
-    from lewm.decode import DecodeConfig, decode
+    from lewm.decode import decode
+    from lewm.studyconfig import DecodeConfig
 
     r = decode(args.run_dir, from_flags(args, DecodeConfig), data_path=args.data,
                force=args.force, device=args.device, progress=not args.quiet)
@@ -204,10 +211,12 @@ def cmd_decode(args) -> None:
 
 
 def cmd_surprise(args) -> None:
+    from lewm.studyconfig import SurpriseConfig
     from lewm.surprise import surprise
 
-    r = surprise(args.run_dir, trajectories=args.trajectories, blocks=args.blocks,
-                 seed=args.seed, force=args.force, device=args.device)
+    cfg = from_flags(args, SurpriseConfig)
+    r = surprise(args.run_dir, trajectories=cfg.trajectories, blocks=cfg.blocks,
+                 seed=cfg.seed, force=args.force, device=args.device)
     print(f"event at frame {r['event_block']} of {r['blocks']}, {r['trajectories']} trajectories")
     for name, v in r["variants"].items():
         print(f"  {name:<9} spike {v['spike_mean']:.3f} vs {v['unperturbed_mean_at_event']:.3f} "
@@ -218,10 +227,12 @@ def cmd_surprise(args) -> None:
 
 def cmd_ablate(args) -> None:
     from lewm.ablate import ablate, table
-    from lewm.presets import get_preset, override
+    from lewm.recipes import get_recipe
+    from lewm.trainconfig import override
 
-    cfg = override(get_preset(args.preset), args.set)
-    result = ablate(cfg, args.data, args.out, regularizers=args.regularizers.split(","),
+    recipe = get_recipe(args.preset)
+    result = ablate(override(recipe.train, args.set), args.data, args.out, plan=recipe.plan,
+                    regularizers=args.regularizers.split(","),
                     force=args.force, progress=not args.quiet, eval_episodes=args.episodes,
                     device=args.device)
     print(table(result))
@@ -254,10 +265,10 @@ def cmd_export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lewm.data.collect import CollectConfig
-    from lewm.evaluate import EvalConfig
-    from lewm.planning.cem import CEMConfig
-    from lewm.presets import TrainConfig
+    from lewm.data.config import CollectConfig
+    from lewm.protocol import EvalConfig
+    from lewm.studyconfig import DecodeConfig, ProbeConfig, SurpriseConfig
+    from lewm.trainconfig import TrainConfig
 
     p = argparse.ArgumentParser(prog="lewm", description=__doc__)
     p.add_argument("--version", action="version", version=f"lewm {__version__}")
@@ -311,11 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--resume although the run's dataset changed since it started")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="plan with CEM and measure success (the paper protocol)",
-                       description="Plan with CEM and measure success. The defaults below are "
-                       "the paper's; a run whose recipe names its own (the preset's plan "
-                       "setting, e.g. reacher-cpu's cost=path) starts from those, and the "
-                       "flags given here apply on top.")
+    e = sub.add_parser("eval", help="plan towards goals and measure success (the paper "
+                       "protocol)",
+                       description="Plan towards goals and measure success. The defaults "
+                       "below are the paper's; a run whose recipe plans its own way (e.g. "
+                       "reacher-cpu's path cost) starts from that, and the flags given here "
+                       "apply on top.")
     e.add_argument("run_dir")
     e.add_argument("--data", help="episode file for start/goal rows (default: the training data)")
     e.add_argument("--ensemble", nargs="+", metavar="RUN",
@@ -323,10 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "together with RUN_DIR: a plan's cost is the sum of each model's own, so "
                    "a plan one model is wrong about scores badly under the others")
     add_flags(e, EvalConfig, title="evaluation protocol")
-    add_flags(e, CEMConfig, title="planner (CEM)")
-    from lewm.planning.graph import GraphConfig
-
-    add_flags(e, GraphConfig, title="graph planner (--planner graph)")
+    add_plan_flags(e)
     e.add_argument("--force", action="store_true", help="replace an existing eval.json")
     add_device(e)
     e.set_defaults(func=cmd_eval)
@@ -344,13 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="linear and MLP probes of the latent space")
     pr.add_argument("run_dir")
     pr.add_argument("--data", help="episode file (default: the training data)")
-    pr.add_argument("--rows", type=int, default=20_000, help="frames per split, at most")
-    pr.add_argument("--seed", type=int, default=0)
+    add_flags(pr, ProbeConfig, title="probes")
     pr.add_argument("--force", action="store_true")
     add_device(pr)
     pr.set_defaults(func=cmd_probe)
-
-    from lewm.decode import DecodeConfig
 
     de = sub.add_parser("decode", help="train a pixel decoder for a run's embeddings; decode "
                         "held-out frames and an imagined rollout")
@@ -364,9 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     su = sub.add_parser("surprise", help="prediction error on teleport and colour events")
     su.add_argument("run_dir")
-    su.add_argument("--trajectories", type=int, default=64)
-    su.add_argument("--blocks", type=int, default=12, help="action blocks per trajectory")
-    su.add_argument("--seed", type=int, default=0)
+    add_flags(su, SurpriseConfig, title="surprise study")
     su.add_argument("--force", action="store_true")
     add_device(su)
     su.set_defaults(func=cmd_surprise)

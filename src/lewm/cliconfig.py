@@ -80,3 +80,22 @@ def describe_fields(cls, prefix: str = "") -> list[str]:
         else:
             lines.append(f"  {prefix}{f.name} = {default!r}: {docs.get(f.name, '')}")
     return lines
+
+
+def add_plan_flags(parser) -> None:
+    """`--planner` and the flags of every part of a PlanConfig, one group per part."""
+    from lewm.planning.config import PARTS, PlanConfig
+
+    parser.add_argument("--planner", dest="PlanConfig.planner", default=argparse.SUPPRESS,
+                        help=f"{field_docs(PlanConfig)['planner']} (default: 'cem')")
+    for name, cls in PARTS.items():
+        add_flags(parser, cls, title=f"planning: {name} ({field_docs(PlanConfig)[name]})")
+
+
+def plan_from_flags(args, base):
+    """PlanConfig `base` with the planning flags given on the command line replaced."""
+    from lewm.planning.config import PARTS
+
+    parts = {name: from_flags(args, cls, getattr(base, name)) for name, cls in PARTS.items()}
+    planner = vars(args).get("PlanConfig.planner", base.planner)
+    return dataclasses.replace(base, planner=planner, **parts)

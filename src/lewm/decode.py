@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,39 +33,9 @@ from lewm.checkpoint import find_checkpoint, read_meta
 from lewm.data.clips import EpisodeData, held_out_split
 from lewm.errors import LewmError
 from lewm.io import atomic_path, write_gif, write_json
-from lewm.probe import embed_rows
+from lewm.model.embed import embed_frames
 from lewm.rundir import open_run
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    steps: int = 2000
-    """optimisation steps of the decoder"""
-    batch_size: int = 64
-    """frames per step"""
-    lr: float = 2e-3
-    """AdamW peak learning rate (cosine decay)"""
-    channels: tuple[int, ...] = (64, 32, 16, 8)
-    """channels of each x2 upsampling stage, coarse to fine"""
-    frames: int = 20_000
-    """training frames drawn from the run's training episodes (fewer at large sizes, to
-    keep them under 1 GB)"""
-    test_frames: int = 2000
-    """held-out frames scored"""
-    rollout_blocks: int = 16
-    """action blocks of the imagined rollout in the GIF"""
-    seed: int = 0
-    """seed of the frame draw, the decoder's initialisation and its batches"""
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "frames", "test_frames", "rollout_blocks"):
-            if getattr(self, name) < 1:
-                raise LewmError(f"--{name.replace('_', '-')} must be >= 1, got "
-                                f"{getattr(self, name)}")
-        if not self.lr > 0:
-            raise LewmError(f"--lr must be > 0, got {self.lr}")
-        if not self.channels or min(self.channels) < 1:
-            raise LewmError(f"decoder channels must be positive, got {self.channels}")
+from lewm.studyconfig import DecodeConfig
 
 
 class Decoder(nn.Module):
@@ -215,7 +185,7 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     n_train = max(cfg.batch_size, min(cfg.frames, (1 << 30) // frame_bytes))
     rows = {"train": data.sample_rows(train_eps, n_train, rng),
             "test": data.sample_rows(val_eps, cfg.test_frames, rng)}
-    emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}  # (n, D) on the CPU
+    emb = {k: embed_frames(model, data.pixels, r).cpu() for k, r in rows.items()}  # (n, D)
     images = {k: np.asarray(data.pixels[r]) for k, r in rows.items()}  # (n, H, W, 3) uint8
 
     torch.manual_seed(cfg.seed)

@@ -176,7 +176,7 @@ def import_checkpoint(src, out, data_path, world: str | None = None,
     """Make a lewm run directory from an authors' checkpoint; the action statistics (which
     the authors fit on their dataset at evaluation time) are fitted on `data_path`."""
     from lewm.data.clips import EpisodeData, fit_stats
-    from lewm.presets import TrainConfig, to_dict
+    from lewm.trainconfig import TrainConfig, to_dict
 
     cfg, state, weights = read_authors(src)
     data = EpisodeData(data_path, in_memory=False)

@@ -18,6 +18,7 @@ from lewm import __version__
 from lewm.data.clips import EpisodeData, held_out_split
 from lewm.errors import LewmError
 from lewm.io import write_json
+from lewm.model.embed import embed_frames
 from lewm.rundir import open_run
 from lewm.worlds import WORLDS, get_world
 
@@ -38,15 +39,6 @@ def targets(world: str, lowdim: dict, rows: np.ndarray, path) -> dict[str, np.nd
 
 
 @torch.no_grad()
-def embed_rows(model, pixels, rows: np.ndarray, batch: int = 512) -> torch.Tensor:
-    """Embeddings (len(rows), D) of single frames."""
-    out = []
-    for i in range(0, len(rows), batch):
-        frames = torch.from_numpy(np.asarray(pixels[rows[i : i + batch]]))  # rows are sorted
-        out.append(model.encode(frames[:, None].to(model.device))[:, 0].float().cpu())
-    return torch.cat(out)
-
-
 def ridge(x: torch.Tensor, y: torch.Tensor, alpha: float = 1e-3):
     """Closed-form ridge regression with a bias: returns (W (D, k), b (k,))."""
     xm, ym = x.mean(0), y.mean(0)
@@ -97,7 +89,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     rows = {name: data.sample_rows(eps, max_rows, rng)
             for name, eps in (("train", train_eps), ("test", val_eps))}
     per_split = {k: targets(world, data.lowdim, r, data_path) for k, r in rows.items()}
-    emb = {k: embed_rows(model, data.pixels, r) for k, r in rows.items()}
+    emb = {k: embed_frames(model, data.pixels, r).cpu() for k, r in rows.items()}
     widths = {q: v.shape[1] for q, v in per_split["train"].items()}
     y = {k: torch.from_numpy(np.concatenate(list(t.values()), 1)) for k, t in per_split.items()}
     mu, sd = y["train"].mean(0), y["train"].std(0).clamp_min(1e-6)

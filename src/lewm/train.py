@@ -35,8 +35,9 @@ from lewm.locks import exclusive, lock_file
 from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM, ModelCard
 from lewm.model.normalize import ZScore
-from lewm.presets import TrainConfig, from_dict, to_dict, total_steps
+from lewm.planning.config import PlanConfig, run_plan
 from lewm.rundir import MetricsLog, StopFlag, prepare_run_dir
+from lewm.trainconfig import TrainConfig, from_dict, to_dict, total_steps
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
@@ -149,7 +150,8 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          prepared: bool = False, force_data: bool = False, threads: int | None = None) -> dict:
+          prepared: bool = False, force_data: bool = False, threads: int | None = None,
+          plan: PlanConfig | None = None) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
@@ -157,13 +159,14 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     dataset differs from the one the run started on (its fingerprint in config.json).
     `threads`: CPU threads for this call in place of the config's (a setting of the machine,
     not of the model, so a resumed run may change it: e.g. 1 while another job has a core).
+    `plan`: how the run acts by default (its recipe's), kept in config.json for `lewm eval`.
 
     The run directory is locked for the whole run: a second `train` of it (or `--force` over
     it) is refused while this one lives."""
     if threads is not None and threads < 0:
         raise LewmError(f"--threads must be >= 0, got {threads}")
     args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data,
-            threads)
+            threads, plan)
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(*args)  # under torchrun rank 0 holds the lock
     out = Path(out)
@@ -182,14 +185,14 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
 
 
 def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
-           force_data=False, threads=None) -> dict:
+           force_data=False, threads=None, plan=None) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
     state = None
     if resume:
         meta = read_meta(run_dir)
-        cfg = from_dict(meta["train"])
+        cfg, plan = from_dict(meta["train"]), run_plan(meta)
         data_path = data_path or meta["data"]["path"]
         resume_file = find_checkpoint(run_dir) / "resume.pt"
         if not resume_file.exists():
@@ -260,7 +263,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     use_bf16 = trains_in_bf16(cfg, device)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
-    meta = {"train": to_dict(cfg), "data": run.info, "parameters": params, "steps": steps}
+    meta = {"train": to_dict(cfg), "plan": dataclasses.asdict(plan or PlanConfig()),
+            "data": run.info, "parameters": params, "steps": steps}
     # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).
     model.card = ModelCard.from_checkpoint(json.loads(json.dumps(meta)),
                                            ZScore.per_column(run.stats))
@@ -296,7 +300,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         return as_tensors(run.train.batch(idx))
 
     batches = prefetcher(read_batch, range(start, end), depth=2, pin=device.type == "cuda",
-                         workers=cfg.workers, worker_init=run.train.data.reopen)
+                         workers=cfg.workers, worker_init=run.train.data.reopen,
+                         ignore_signals=StopFlag.SIGNALS)
     try:
         for step, (pixels, actions) in batches:
             if stop.set:

@@ -3,7 +3,7 @@
 The physics, rendering and surprise events live in the world's env module
 (`lewm.envs.NAME`); what the rest of lewm needs to know about it is declared here, in one
 `World` record, so that adding a world is its env module plus one entry below (and its
-presets: docs/adding-a-world.md). This module imports nothing heavy: the CLI, presets and
+recipes: docs/adding-a-world.md). This module imports nothing heavy: the CLI, recipes and
 checkpoints read it without loading physics engines or torch.
 """
 

@@ -18,12 +18,12 @@ import h5py
 import numpy as np
 
 from lewm import __version__
+from lewm.data.config import COMPRESSIONS
 from lewm.errors import LewmError
 from lewm.io import check_output
 
 REQUIRED = ("pixels", "action", "ep_len", "ep_offset")
 INDEX = ("ep_len", "ep_offset")
-COMPRESSIONS = ("none", "lzf", "gzip", "blosc")
 # HDF5 filter ids of the compressors the authors' files use (hdf5plugin registers them).
 PLUGIN_FILTERS = {32001: "blosc", 32026: "blosc2", 32004: "lz4", 32015: "zstd",
                   307: "bzip2"}

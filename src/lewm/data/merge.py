@@ -14,7 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from lewm.data.hdf5 import COMPRESSIONS, INDEX, EpisodeWriter, open_episodes
+from lewm.data.config import COMPRESSIONS
+from lewm.data.hdf5 import INDEX, EpisodeWriter, open_episodes
 from lewm.errors import LewmError
 
 # Attributes that may differ between the sources: recorded per source, not kept.

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 import torch
 
 from lewm.errors import LewmError
-from lewm.rundir import StopFlag
 
 _DONE = object()
 
@@ -115,18 +114,19 @@ class ProcessPrefetcher(_Closing):
     ... (`depth` each ahead), and the batches come back in step order through shared memory
     (torch's DataLoader machinery; 2 x workers batches in /dev/shm at a time, ~80 MB each at
     the paper's 224 px batch). Forked workers inherit `make` and what it reads from;
-    `worker_init` runs first in each (e.g. `EpisodeData.reopen`). Workers ignore the signals
-    that stop training (`StopFlag.SIGNALS`): the training loop decides when to stop."""
+    `worker_init` runs first in each (e.g. `EpisodeData.reopen`). Workers ignore
+    `ignore_signals` (training passes the ones that stop it: the training loop decides when
+    to stop)."""
 
     def __init__(self, make: Callable[[int], tuple], steps: range, depth: int = 2,
                  pin: bool = False, workers: int = 2,
-                 worker_init: Callable[[], None] | None = None):
+                 worker_init: Callable[[], None] | None = None, ignore_signals=()):
         if not sys.platform.startswith("linux"):
             raise LewmError(f"workers={workers}: reader processes are forked, which is safe on "
                             f"Linux only, not {sys.platform}; use workers=0")
 
         def init(_):
-            for sig in StopFlag.SIGNALS:
+            for sig in ignore_signals:
                 signal.signal(sig, signal.SIG_IGN)
             if worker_init is not None:
                 worker_init()
@@ -156,15 +156,20 @@ class ProcessPrefetcher(_Closing):
 
     def close(self):
         it, self._it = self._it, None
-        if it is not None:
-            it._shutdown_workers()  # joins the workers now, not at garbage collection
+        # DataLoader's own (private) shutdown joins the workers now; without it, they go when
+        # the iterator is collected.
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def prefetcher(make: Callable[[int], tuple], steps: range, depth: int = 2, pin: bool = False,
-               workers: int = 0, worker_init: Callable[[], None] | None = None):
-    """A `Prefetcher` (workers=0: one thread) or a `ProcessPrefetcher` (workers > 0)."""
+               workers: int = 0, worker_init: Callable[[], None] | None = None,
+               ignore_signals=()):
+    """A `Prefetcher` (workers=0: one thread) or a `ProcessPrefetcher` (workers > 0, which
+    ignore `ignore_signals`)."""
     if workers:
-        return ProcessPrefetcher(make, steps, depth, pin, workers, worker_init)
+        return ProcessPrefetcher(make, steps, depth, pin, workers, worker_init, ignore_signals)
     return Prefetcher(make, steps, depth, pin)
 
 

@@ -1,7 +1,18 @@
-"""The LeWM model. Imports nothing from envs, data or training."""
+"""The LeWM model. Imports nothing from envs, data or training.
 
-from lewm.model.card import ModelCard
-from lewm.model.config import ModelConfig
-from lewm.model.lewm import LeWM, count_parameters
+Names are imported when first used (PEP 562), so that reading a config
+(`lewm.model.config`) does not load torch."""
 
-__all__ = ["LeWM", "ModelCard", "ModelConfig", "count_parameters"]
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {"LeWM": "lewm.model.lewm", "count_parameters": "lewm.model.lewm",
+          "ModelCard": "lewm.model.card", "ModelConfig": "lewm.model.config"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'lewm.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

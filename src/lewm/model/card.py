@@ -22,7 +22,7 @@ class ModelCard:
     stats: dict[str, ZScore]
     """normalisation statistics per column ("action", and "state"/"proprio" when recorded)"""
     train: dict
-    """the training config as recorded (`lewm.presets.from_dict` rebuilds the TrainConfig)"""
+    """the training config as recorded (`lewm.trainconfig.from_dict` rebuilds the TrainConfig)"""
     data: dict
     """the dataset it was trained on: path, episodes, validation episodes, fingerprint, ..."""
     step: int | None = None

@@ -2,7 +2,7 @@
 (different seeds), seen by the planner as one model.
 
 Why: CEM exploits a learned model, finding action sequences that the model predicts reach
-the goal and that do not (docs/worlds.md, "Cube: experiments"). Models trained from other
+the goal and that do not (docs/log.md, cube-cpu). Models trained from other
 seeds make different errors, so a plan that only one of them is wrong about scores badly
 under the others. The ensemble's embedding is its members' embeddings side by side, and
 its rollout is each member's rollout on its own part; the planner's squared distance to

@@ -17,31 +17,17 @@ Embeddings are the model's own, so the graph is built for one model and one data
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
-from dataclasses import dataclass
+import time
 
 import numpy as np
 import torch
 
-from lewm.errors import LewmError
-
-
-@dataclass(frozen=True)
-class GraphConfig:
-    nodes: int = 4000
-    """recorded frames (one per action block) in the graph, at most"""
-    neighbours: int = 16
-    """nearest frames (in latent distance) of other episodes tried as one-block successors"""
-    probes: int = 64
-    """random action blocks rolled out from each frame to find the frames it can reach"""
-    lookahead: int = 8
-    """blocks along the route to the subgoal CEM plans towards (with a perfect model of
-    Two-Room, 3 blocks reach too little in 200 steps; 5 and 8 reach far goals)"""
-
-    def __post_init__(self):
-        if min(self.nodes - 1, self.neighbours, self.probes, self.lookahead) < 1:
-            raise LewmError("graph planner: nodes >= 2, and neighbours, probes and lookahead "
-                            ">= 1")
+from lewm.model.embed import embed_frames
+from lewm.planning.base import Plan, PlanRequest, PlanSetup
+from lewm.planning.cem import CEMPlanner
+from lewm.planning.config import GraphConfig, PlanConfig
 
 
 class LatentGraph:
@@ -103,13 +89,23 @@ class LatentGraph:
         return dist, nxt
 
 
-class SubgoalPlanner:
-    """Per episode: the route from the current frame's node to the goal's node, and the
-    subgoal `lookahead` blocks along it (see the module docstring)."""
+class GraphPlanner(CEMPlanner):
+    """CEM towards subgoals: per episode, the route from the current frame's node to the
+    goal's node, and the subgoal `lookahead` blocks along it (see the module docstring).
+    The graph is built once, over the training episodes of the run (`setup.data_path`)."""
 
-    def __init__(self, graph: LatentGraph, goal_emb: torch.Tensor):
-        self.graph, self.goal_emb = graph, goal_emb  # (B, D)
-        self.goal_node = graph.nearest(goal_emb)
+    def __init__(self, cfg: PlanConfig, model, setup: PlanSetup):
+        super().__init__(cfg, model, setup)
+        from lewm.data.clips import EpisodeData
+
+        data = EpisodeData(setup.data_path or model.card.data["path"])
+        val = set(model.card.data.get("val_episodes") or [])
+        train = [e for e in range(data.num_episodes) if e not in val] or list(
+            range(data.num_episodes))
+        start = time.perf_counter()
+        self.graph = build_graph(model, data, train, cfg.graph, setup.seed)
+        self.build_seconds = time.perf_counter() - start
+        data.close()
         self.routes = {}  # goal node -> (dist, next)
 
     def _route(self, goal_node: int):
@@ -117,31 +113,42 @@ class SubgoalPlanner:
             self.routes[goal_node] = self.graph.towards(goal_node)
         return self.routes[goal_node]
 
-    def __call__(self, episodes, z: torch.Tensor):
-        """episodes: indices into the goals; z (b, D) their current embeddings. Returns (the
-        embeddings to plan towards (b, D), for each the node index or -1 for the goal)."""
-        now = self.graph.nearest(z)
-        out, shown = [], []
-        for e, n in zip(episodes, now):
-            dist, nxt = self._route(int(self.goal_node[e]))
+    def subgoals(self, now: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """now, goal (b, D): current and goal embeddings. Returns (the embeddings to plan
+        towards (b, D), for each the node index or -1 for the goal itself)."""
+        graph, lookahead = self.graph, self.cfg.graph.lookahead
+        out, nodes = [], []
+        for g, n, target in zip(graph.nearest(goal), graph.nearest(now), goal):
+            dist, nxt = self._route(int(g))
             node, hops = int(n), 0
-            while np.isfinite(dist[node]) and nxt[node] >= 0 and hops < self.graph.cfg.lookahead:
+            while np.isfinite(dist[node]) and nxt[node] >= 0 and hops < lookahead:
                 node, hops = int(nxt[node]), hops + 1
-            if not np.isfinite(dist[int(n)]) or hops < self.graph.cfg.lookahead:
-                out.append(self.goal_emb[e])  # near the goal, or no route: the goal itself
-                shown.append(-1)
+            if not np.isfinite(dist[int(n)]) or hops < lookahead:
+                out.append(target)  # near the goal, or no route: the goal itself
+                nodes.append(-1)
             else:
-                out.append(self.graph.emb[node].to(self.goal_emb.device))
-                shown.append(node)
-        return torch.stack(out), shown
+                out.append(graph.emb[node].to(goal.device))
+                nodes.append(node)
+        return torch.stack(out), nodes
+
+    def plan(self, request: PlanRequest) -> Plan:
+        target, nodes = self.subgoals(request.context[:, -1], request.goal)
+        frames = [None if n < 0 or self.graph.frames is None else self.graph.frames[n]
+                  for n in nodes]
+        return Plan(self.search(request, target), target, frames)
+
+    def report(self) -> dict:
+        """What eval.json records about the graph."""
+        g = self.graph
+        return {"graph": {"nodes": len(g.adj), "edges": sum(map(len, g.adj)) // 2,
+                          "join_tolerance": g.tolerance, "build_s": self.build_seconds,
+                          "config": dataclasses.asdict(g.cfg)}}
 
 
 @torch.no_grad()
 def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> LatentGraph:
     """The graph over frames one action block apart of randomly drawn `episodes` of an
     EpisodeData, until `cfg.nodes` frames (see the module docstring)."""
-    from lewm.probe import embed_rows
-
     fs, A = model.cfg.frameskip, model.cfg.action_dim
     rng = np.random.default_rng(seed)
     rows, ep_of, count = [], [], 0
@@ -156,7 +163,7 @@ def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> Laten
     rows_all, ep_all = np.concatenate(rows), np.concatenate(ep_of)
     order = np.argsort(rows_all, kind="stable")  # sorted reads; episodes stay contiguous
     rows_all, ep_all = rows_all[order], ep_all[order]
-    emb = embed_rows(model, data.pixels, rows_all)  # (N, D)
+    emb = embed_frames(model, data.pixels, rows_all).cpu()  # (N, D)
     ctx = emb[:, None].to(model.device)
 
     def one_block(first: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:

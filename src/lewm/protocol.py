@@ -1,0 +1,42 @@
+"""The evaluation protocol's settings (docs/design.md §1.4). Imports nothing heavy: the CLI
+builds its flags from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lewm.errors import LewmError
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    episodes: int = 50
+    """episodes evaluated"""
+    offset: int = 25
+    """env steps between a start row and its goal row (dataset goals)"""
+    budget: int = 0
+    """env steps allowed per episode (0: the goal set's: 50 for the paper's, the
+    world's far_budget (lewm.worlds) for far goals, or a goal file's "budget")"""
+    seed: int = 42
+    """seed of the start-state draw (paper: 42), the planner and the random policy"""
+    goals: str = "dataset"
+    """dataset: the paper's, starts and goals `offset` steps apart in dataset rows; env:
+    drawn by the environment; far: the world's long-horizon set (Two-Room: other room);
+    or a .json file of (start, goal) state pairs"""
+    gifs: int = 4
+    """episodes written as GIFs (observation beside goal)"""
+    batch: int = 0
+    """episodes planned together in one planner call (0: all); each episode draws its own
+    noise, so results do not depend on it (memory does)"""
+
+    def __post_init__(self):
+        for name in ("episodes", "offset"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.budget < 0:
+            raise LewmError(f"--budget must be >= 0, got {self.budget}")
+        if self.goals not in ("dataset", "env", "far") and not self.goals.endswith(".json"):
+            raise LewmError(f"--goals must be dataset, env, far or a .json file, got "
+                            f"{self.goals!r}")
+        if self.gifs < 0 or self.batch < 0:
+            raise LewmError("--gifs and --batch must be >= 0")
