@@ -29,7 +29,7 @@ with tempfile.TemporaryDirectory() as tmp:
     data = EpisodeData(path, columns=("state",))
     load_s = time.perf_counter() - t0
     train, val = split_episodes(data.num_episodes, 0.1, seed=0)
-    ds = ClipDataset(data, train, num_steps=4, frameskip=5, stats=fit_stats(data, train))
+    ds = ClipDataset(data, train, clip_frames=4, frameskip=5, stats=fit_stats(data, train))
     step = iter(range(10**9))
 
     def batched():

@@ -37,7 +37,7 @@ with tempfile.TemporaryDirectory() as tmp:
         write_s = time.perf_counter() - t0
         data = EpisodeData(path, in_memory=False)  # read clip by clip from disk, as at scale
         eps = range(data.num_episodes)
-        ds = ClipDataset(data, eps, num_steps=4, frameskip=5, stats=fit_stats(data, eps))
+        ds = ClipDataset(data, eps, clip_frames=4, frameskip=5, stats=fit_stats(data, eps))
         done, step, start = 0, 0, time.perf_counter()
         while time.perf_counter() - start < args.seconds:
             ds.batch(batch_indices(len(ds), 128, 0, step))

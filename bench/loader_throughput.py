@@ -54,7 +54,7 @@ with tempfile.TemporaryDirectory() as tmp:
     data = EpisodeData(path, in_memory=False)  # read clip by clip from disk, as at scale
     chunk_rows = data.file["pixels"].chunks[0]
     eps = range(data.num_episodes)
-    ds = ClipDataset(data, eps, num_steps=4, frameskip=5, stats=fit_stats(data, eps))
+    ds = ClipDataset(data, eps, clip_frames=4, frameskip=5, stats=fit_stats(data, eps))
 
     def read_batch(step: int):
         return as_tensors(ds.batch(batch_indices(len(ds), args.batch, 0, step)))

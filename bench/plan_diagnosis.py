@@ -31,7 +31,7 @@ from lewm.planning.cem import cem, episode_generators
 from lewm.planning.config import CEMConfig, CostConfig
 from lewm.planning.cost import latent_cost
 from lewm.planning.mpc import ActionScaler
-from lewm.rundir import open_run
+from lewm.rundir import load_run_model
 
 p = argparse.ArgumentParser()
 p.add_argument("run")
@@ -43,7 +43,7 @@ p.add_argument("--tag", default="", help="suffix of the result file")
 args = p.parse_args()
 
 torch.set_num_threads(2)
-model = open_run(args.run, (), force=True, device="cpu")
+model = load_run_model(args.run, (), force=True, device="cpu")
 card, fs = model.card, model.cfg.frameskip
 cem_cfg, horizon = CEMConfig(clip=args.clip), args.offset // fs
 path = card.data["path"]
@@ -54,7 +54,7 @@ with open_episodes(path) as f:
 pairs = [(state[r], state[r + args.offset]) for r in rows]
 envs, obs = make_envs(card.world, card.image_size, pairs)
 goal_pixels = np.stack([e.goal_pixels() for e in envs])
-scaler = ActionScaler(model.trained.action, fs, envs[0].action_space)
+scaler = ActionScaler(model.trained_card.action, fs, envs[0].action_space)
 B, blk = len(envs), scaler.low_z.numel()
 
 

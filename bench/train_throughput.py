@@ -49,7 +49,7 @@ def measure(name: str, compiled: bool = False, bf16: bool = False) -> dict:
     model = LeWM(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step_model = torch.compile(model) if compiled else model
-    S, T = cfg.model.image_size, cfg.num_steps
+    S, T = cfg.model.image_size, cfg.clip_frames
     pixels = torch.randint(0, 256, (batch, T, S, S, 3), dtype=torch.uint8, device=device)
     actions = torch.randn(batch, T, cfg.model.frameskip * cfg.model.action_dim, device=device)
     bf16 = trains_in_bf16(cfg, device)

@@ -126,25 +126,36 @@ def test_runs_written_with_plan_strings_plan_as_before(monkeypatch, tmp_path):
     """A run directory from before PlanConfig (tests/golden/legacy_config.json, the
     checkpoint config.json of `lewm demo` at c6f6855: `plan` strings in its train section)
     plans with the PlanConfig that means the same; so do the old recipes' strings."""
-    from lewm.planning.config import plan_from_strings, run_plan
-    from lewm.recipes import RECIPES
+    from lewm.planning.config import (
+        CEMConfig,
+        CostConfig,
+        MPCConfig,
+        PlanConfig,
+        plan_from_strings,
+        run_plan,
+    )
     from lewm.trainconfig import from_dict
 
     meta = json.loads((Path(__file__).parent / "golden" / "legacy_config.json").read_text())
     assert meta["train"]["plan"] == ["iterations=10"] and "plan" not in meta
-    assert run_plan(meta) == RECIPES["tworoom-cpu"].plan
+    ten = PlanConfig(solver=CEMConfig(iterations=10))
+    assert run_plan(meta) == ten
     assert from_dict(meta["train"]).world == "tworoom"  # the old field is dropped, not an error
     seen = planner_settings_of_each_verb(monkeypatch, tmp_path, meta, lambda p, plan: plan)
-    assert seen[0] == RECIPES["tworoom-cpu"].plan
-    old = {  # TrainConfig.plan of each CPU recipe at c6f6855
-        "pusht-cpu": ["clip=true", "noise_beta=1", "keep_elites=0.3", "iterations=10",
-                      "replan=1", "shrink=true", "tail_std=0.25"],
-        "reacher-cpu": ["cost=path", "context=3", "replan=1"],
-        "cube-cpu": ["cost=path", "context=3", "clip=true", "iterations=60", "noise_beta=2",
-                     "keep_elites=0.3"],
-    }
-    for name, strings in old.items():
-        assert plan_from_strings(strings) == RECIPES[name].plan, name
+    assert seen[0] == ten
+    old = [  # the plan strings of the CPU recipes at c6f6855, and what they meant
+        (["clip=true", "noise_beta=1", "keep_elites=0.3", "iterations=10", "replan=1",
+          "shrink=true", "tail_std=0.25"],
+         PlanConfig(solver=CEMConfig(clip=True, noise_beta=1.0, keep_elites=0.3, iterations=10),
+                    mpc=MPCConfig(replan=1, carry="shrink", carry_std=0.25))),
+        (["cost=path", "context=3", "replan=1"],
+         PlanConfig(cost=CostConfig("path"), mpc=MPCConfig(context=3, replan=1))),
+        (["warm_start=true", "shrink=false", "horizon=4", "planner=graph", "lookahead=5"],
+         PlanConfig(planner="graph", mpc=MPCConfig(horizon=4, carry="warm")).replace(
+             graph={"lookahead": 5})),
+    ]
+    for strings, meant in old:
+        assert plan_from_strings(strings) == meant, strings
 
 
 @pytest.mark.parametrize("setting,match", [

@@ -13,7 +13,7 @@ IDENTITY = {"action": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}}
 def test_windows_and_action_blocks_match_a_hand_built_file(tmp_path):
     path = write_episode_file(tmp_path / "hand.h5", [30, 25])
     data = EpisodeData(path, columns=("state",))
-    ds = ClipDataset(data, [0, 1], num_steps=4, frameskip=5, stats=IDENTITY)
+    ds = ClipDataset(data, [0, 1], clip_frames=4, frameskip=5, stats=IDENTITY)
     # Starts s with s + 20 - 1 <= len - 2: 10 in episode 0, 5 in episode 1.
     assert len(ds) == 10 + 5
     np.testing.assert_array_equal(ds.starts, list(range(10)) + list(range(30, 35)))
@@ -36,7 +36,7 @@ def test_actions_are_z_scored_with_training_stats(tmp_path):
     rows = np.r_[0:29, 55:94]  # non-terminal rows of episodes 0 and 2
     np.testing.assert_allclose(stats["action"]["mean"], [rows.mean(), rows.mean() + 0.1], rtol=1e-6)
     np.testing.assert_allclose(stats["action"]["std"], [rows.std(), rows.std()], rtol=1e-5)
-    ds = ClipDataset(data, [0], num_steps=2, frameskip=1, stats=stats)
+    ds = ClipDataset(data, [0], clip_frames=2, frameskip=1, stats=stats)
     a = ds[0]["action"]
     np.testing.assert_allclose(a[:, 0], (np.array([0, 1]) - rows.mean()) / rows.std(), rtol=1e-5)
     assert set(stats) == {"action", "state"}
@@ -55,7 +55,7 @@ def test_split_is_by_episode_and_deterministic():
 def test_clips_never_cross_episodes(tworoom_file):
     data = EpisodeData(tworoom_file, columns=("state",))
     train, val = split_episodes(data.num_episodes, 0.25, seed=0)
-    ds = ClipDataset(data, val, num_steps=4, frameskip=5, stats=fit_stats(data, train))
+    ds = ClipDataset(data, val, clip_frames=4, frameskip=5, stats=fit_stats(data, train))
     ep_of_row = np.repeat(np.arange(data.num_episodes), data.ep_len)
     assert set(ep_of_row[ds.starts]) == set(val)
     last = ds.starts + 15
@@ -107,7 +107,7 @@ def test_authors_style_file_without_lowdim_columns(tmp_path):
     path = write_episode_file(tmp_path / "authors.h5", [12, 12], size=224, state=None)
     data = EpisodeData(path)
     assert data.image_size == (224, 224) and data.lowdim == {}
-    ds = ClipDataset(data, [0, 1], num_steps=4, frameskip=2, stats=fit_stats(data, [0, 1]))
+    ds = ClipDataset(data, [0, 1], clip_frames=4, frameskip=2, stats=fit_stats(data, [0, 1]))
     assert set(ds[0]) == {"pixels", "action"}
 
 

@@ -1,7 +1,9 @@
 """Golden numerics: files recorded from the planner and training as they stood before the
 planning subsystem was restructured (issue 44), so that the move changes no number.
 
-Regenerate only on purpose: the numbers a user sees are meant to stay."""
+Regenerate only on purpose: the numbers a user sees are meant to stay. The training numbers
+are those of one torch thread, as `make test` runs (OMP_NUM_THREADS=1): other thread counts
+sum in another order."""
 
 import json
 from pathlib import Path

@@ -73,7 +73,7 @@ def test_adaln_zero_blocks_start_as_identity(model):
     x = torch.randn(2, 3, TINY.embed_dim)
     c = torch.randn(2, 3, TINY.embed_dim)
     for block in model.predictor.blocks:
-        torch.testing.assert_close(block(x, c)[0], x)
+        torch.testing.assert_close(block(x, c), x)
 
 
 @pytest.mark.parametrize("context", [1, 2, 3])
@@ -97,6 +97,30 @@ def test_rollout_matches_step_by_step_prediction(model, context):
         nxt = model.predict(z, a)[:, -1]
         torch.testing.assert_close(out[:, k], nxt, rtol=1e-4, atol=1e-5)
         embs.append(nxt)
+
+
+@pytest.mark.parametrize("history", [1, 3])
+@pytest.mark.parametrize("context", [1, 2, 3])
+def test_the_fast_rollout_is_the_rollout(context, history):
+    """lewm.planning.fast's rollout (a key/value cache while the window grows, the last
+    token's output alone, modulations computed once, a lone token's softmax skipped) gives
+    the definition's predictions, for windows that grow and slide, with 1 and 3 frames of
+    history (a history-1 model's rollout is nothing but lone tokens)."""
+    from lewm.planning.fast import fast_rollout
+
+    torch.manual_seed(context + 10 * history)
+    m = LeWM(dataclasses.replace(TINY, history=history)).eval()
+    for p in m.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    blk = TINY.frameskip * TINY.action_dim
+    ctx = torch.randn(4, context, TINY.embed_dim)
+    ctx_act = torch.randn(4, context - 1, blk) if context > 1 else None
+    future = torch.randn(4, 6, blk)
+    with torch.no_grad():
+        torch.testing.assert_close(fast_rollout(m, ctx, ctx_act, future),
+                                   m.rollout(ctx, ctx_act, future), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="context action blocks"):
+        fast_rollout(m, ctx, torch.randn(4, context, blk), future)
 
 
 @pytest.mark.parametrize("channels, patch, blocks, side", [
@@ -195,7 +219,7 @@ def test_short_attention_is_scaled_dot_product_attention(queries, keys, causal):
     kernel, which eager code uses."""
     import torch.nn.functional as F
 
-    from lewm.model.predictor import short_attention
+    from lewm.planning.fast import short_attention
 
     g = torch.Generator().manual_seed(queries * 10 + keys)
     q = torch.randn(4, 2, queries, 8, generator=g)
@@ -207,17 +231,19 @@ def test_short_attention_is_scaled_dot_product_attention(queries, keys, causal):
 @pytest.mark.parametrize("training", [False, True])
 def test_a_lone_token_attends_to_its_value(training):
     """A window of one token (every rollout step of a history-1 model, the first of a rollout
-    from one context frame) skips its query and the attention kernel: its one softmax weight
-    is exactly 1. Output, cache and gradient as the kernel's (attention dropout while
-    training, which may drop that weight, keeps the kernel)."""
+    from one context frame) skips its query and the attention kernel in the fast rollout:
+    its one softmax weight is exactly 1. Output, cache and gradient as the definition's
+    (attention dropout while training, which may drop that weight, keeps the kernel)."""
     import torch.nn.functional as F
 
     from lewm.model.predictor import CausalAttention
+    from lewm.planning.fast import attend
 
     torch.manual_seed(0)
     att = CausalAttention(32, 4, 8, dropout=0.0).train(training)
     x = torch.randn(6, 1, 32, requires_grad=True)
-    out, (k, v) = att(x)
+    out, (k, v) = attend(att, x, None, False)
+    torch.testing.assert_close(out, att(x), rtol=0, atol=1e-6)
     q_, k_, v_ = (t.transpose(1, 2) for t in
                   att.qkv(att.norm(x)).view(6, 1, 3, 4, 8).unbind(2))
     ref = att.out(F.scaled_dot_product_attention(q_, k_, v_).transpose(1, 2).reshape(6, 1, 32))

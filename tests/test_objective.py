@@ -18,9 +18,9 @@ TINY = RECIPES["tiny"].train
 def batch(seed=0, B=8):
     g = torch.Generator().manual_seed(seed)
     m = TINY.model
-    pixels = torch.randint(0, 256, (B, TINY.num_steps, 32, 32, 3), generator=g,
+    pixels = torch.randint(0, 256, (B, TINY.clip_frames, 32, 32, 3), generator=g,
                            dtype=torch.uint8)
-    return pixels, torch.randn(B, TINY.num_steps, m.frameskip * m.action_dim, generator=g)
+    return pixels, torch.randn(B, TINY.clip_frames, m.frameskip * m.action_dim, generator=g)
 
 
 def test_gradient_reaches_the_targets():
@@ -77,10 +77,10 @@ def test_the_rollout_loss_scores_a_prediction_made_from_a_prediction():
         torch.nn.init.normal_(p, std=0.3)  # AdaLN-zero starts as the identity: wake it up
     h, B = cfg.model.history, 8
     g = torch.Generator().manual_seed(1)
-    pixels = torch.randint(0, 256, (B, cfg.num_steps, 32, 32, 3), generator=g, dtype=torch.uint8)
-    actions = torch.randn(B, cfg.num_steps, cfg.model.frameskip * cfg.model.action_dim,
+    pixels = torch.randint(0, 256, (B, cfg.clip_frames, 32, 32, 3), generator=g, dtype=torch.uint8)
+    actions = torch.randn(B, cfg.clip_frames, cfg.model.frameskip * cfg.model.action_dim,
                           generator=g)
-    assert cfg.num_steps == h + 2
+    assert cfg.clip_frames == h + 2
     terms = loss_terms(model, pixels, actions, cfg, torch.Generator().manual_seed(0))
     with torch.no_grad():
         emb, act = model.encode(pixels), model.embed_actions(actions)

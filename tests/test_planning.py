@@ -206,7 +206,7 @@ class OracleTwoRoom:
     image (the centroid of red), and rollouts apply the true dynamics."""
 
     cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3)
-    trained = SimpleNamespace(action=ZScore(np.zeros(2, np.float32), np.ones(2, np.float32)))
+    trained_card = SimpleNamespace(action=ZScore(np.zeros(2, np.float32), np.ones(2, np.float32)))
     device = torch.device("cpu")
 
     def encode(self, pixels):  # (B, T, H, W, 3) uint8 -> (B, T, 2)

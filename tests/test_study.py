@@ -175,7 +175,7 @@ def test_probe_and_surprise_on_an_oracle(tiny_run, monkeypatch):
 
     oracle = OracleEmbedding(load_model(tiny_run).card)
     for module in (lewm.probe, lewm.surprise):
-        monkeypatch.setattr(module, "open_run", lambda *a, **k: oracle)
+        monkeypatch.setattr(module, "load_run_model", lambda *a, **k: oracle)
     r = lewm.probe.probe(tiny_run, max_rows=400, force=True)
     assert r["probes"]["linear"]["agent_position"]["r"] > 0.99
     r = lewm.surprise.surprise(tiny_run, trajectories=16, blocks=8, force=True)

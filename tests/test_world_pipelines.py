@@ -7,7 +7,7 @@ import pytest
 from test_worlds import ACTION_DIM, world_param
 
 from lewm.cli import main
-from lewm.envs import WORLDS
+from lewm.envs import GYM_IDS
 
 
 def ok(*argv):
@@ -15,7 +15,7 @@ def ok(*argv):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world", [world_param(w) for w in WORLDS])
+@pytest.mark.parametrize("world", [world_param(w) for w in GYM_IDS])
 def test_collect_train_eval_probe_surprise(world, tmp_path, capsys):
     data, run = tmp_path / "data.h5", tmp_path / "run"
     ok("collect", world, "--episodes", 4, "--steps", 30, "--size", 32, "--num-envs", 2,

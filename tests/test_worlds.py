@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from lewm.envs import WORLDS, make_env, require
+from lewm.envs import GYM_IDS, make_env, require
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.worlds import get_world
@@ -22,7 +22,7 @@ def world_param(world):
         not installed(world), reason=f"lewm[{get_world(world).extra}] not installed"))
 
 
-ALL = [world_param(w) for w in WORLDS]
+ALL = [world_param(w) for w in GYM_IDS]
 ACTION_DIM = {"tworoom": 2, "pusht": 2, "reacher": 2, "cube": 5}
 
 
@@ -326,7 +326,7 @@ def test_every_world_declares_every_part():
     from lewm.recipes import RECIPES
     from lewm.worlds import WORLDS as DECLARED
 
-    assert set(DECLARED) == set(WORLDS)
+    assert set(DECLARED) == set(GYM_IDS)
     for world, declared in DECLARED.items():
         assert declared.name == world and declared.gym_id.startswith("lewm/"), world
         assert declared.default_policy in declared.policies and declared.quantities, world

@@ -145,9 +145,10 @@ def cmd_demo(args) -> None:
                    args.set)
     plan = recipe.plan
     out = prepare_run_dir(args.out, args.force, resume=False, resumable=False)
-    collect_cfg = CollectConfig(world="tworoom", episodes=args.episodes, steps=args.steps,
-                                policy="noisy-expert", size=cfg.model.image_size, seed=args.seed)
-    print(f"[1/3] collecting {args.episodes} Two-Room episodes x {args.steps} steps")
+    collect_cfg = from_flags(args, CollectConfig, dataclasses.replace(
+        recipe.collect, size=cfg.model.image_size, seed=args.seed))
+    print(f"[1/3] collecting {collect_cfg.episodes} Two-Room episodes x {collect_cfg.steps} "
+          "steps")
     data = collect(collect_cfg, out / "tworoom.h5", force=args.force, progress=not args.quiet)
     print("[2/3] training the tworoom-cpu preset")
     trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True,
@@ -158,8 +159,8 @@ def cmd_demo(args) -> None:
     lo, hi = r["success_ci95"]
     val = trained["val"]
     rows = [
-        ("data", f"{args.episodes} episodes x {args.steps} steps, {collect_cfg.size} px, "
-                 f"noisy expert", f"{data['seconds']:.0f} s"),
+        ("data", f"{collect_cfg.episodes} episodes x {collect_cfg.steps} steps, "
+                 f"{collect_cfg.size} px, noisy expert", f"{data['seconds']:.0f} s"),
         ("training", f"{trained['steps']} steps, {trained['parameters']:,} parameters, "
                      f"val pred loss {val.get('pred_loss', float('nan')):.4f}, eff. rank "
                      f"{val.get('effective_rank', float('nan')):.1f}/{cfg.model.embed_dim}",
@@ -265,8 +266,11 @@ def cmd_export(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import dataclasses
+
     from lewm.data.config import CollectConfig
     from lewm.protocol import EvalConfig
+    from lewm.recipes import get_recipe
     from lewm.studyconfig import DecodeConfig, ProbeConfig, SurpriseConfig
     from lewm.trainconfig import TrainConfig
 
@@ -342,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="collect, train and evaluate Two-Room on a CPU (~5 min)")
     d.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     d.add_argument("--seed", type=int, default=0, help="seed of collection and training")
-    d.add_argument("--episodes", type=int, default=300, help="episodes to collect")
-    d.add_argument("--steps", type=int, default=100, help="steps per episode")
+    add_flags(d, CollectConfig, skip=tuple(f.name for f in dataclasses.fields(CollectConfig)
+                                           if f.name not in ("episodes", "steps")),
+              title="collection (the tworoom-cpu recipe's, unless given)",
+              base=get_recipe("tworoom-cpu").collect)
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the tworoom-cpu preset")
     d.add_argument("--force", action="store_true", help="replace an existing run directory")

@@ -44,8 +44,9 @@ def _scalar(tp):
     return tp if tp in (int, float, str, bool) else None
 
 
-def add_flags(parser, cls, skip=(), title: str | None = None) -> None:
-    """Add `--name` for every settable field of dataclass `cls` (except `skip`)."""
+def add_flags(parser, cls, skip=(), title: str | None = None, base=None) -> None:
+    """Add `--name` for every settable field of dataclass `cls` (except `skip`); the help
+    shows `base`'s value (an instance the verb starts from) or else the class default."""
     group = parser.add_argument_group(title or cls.__name__)
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
     for f in dataclasses.fields(cls):
@@ -53,6 +54,7 @@ def add_flags(parser, cls, skip=(), title: str | None = None) -> None:
         if f.name in skip or tp is None:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = getattr(base, f.name) if base is not None else default
         shown = "its default" if default is None else repr(default)
         kwargs = {"dest": f"{cls.__name__}.{f.name}", "default": argparse.SUPPRESS,
                   "help": f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")}

@@ -34,7 +34,7 @@ from lewm.data.clips import EpisodeData, held_out_split
 from lewm.errors import LewmError
 from lewm.io import atomic_path, write_gif, write_json
 from lewm.model.embed import embed_frames
-from lewm.rundir import open_run
+from lewm.rundir import load_run_model
 from lewm.studyconfig import DecodeConfig
 
 
@@ -153,7 +153,7 @@ def imagine(model, dec: Decoder, data: EpisodeData, episode: int, blocks: int):
     rows = start + fs * np.arange(K + 1)
     real = np.asarray(data.pixels[rows[0] : rows[-1] + 1])[::fs]  # (K+1, H, W, 3)
     raw = data.action[start : start + K * fs].reshape(K, fs * data.action_dim)
-    acts = torch.from_numpy(model.trained.action.blocks(fs).to_z(raw)).float()
+    acts = torch.from_numpy(model.trained_card.action.blocks(fs).to_z(raw)).float()
     emb = model.encode(torch.from_numpy(real)[None].to(model.device))[0]  # (K+1, D)
     pred = model.rollout(emb[:1][None], None, acts[None].to(model.device))[0]  # (K, D)
     pixels = to_images(dec, real.shape[1])
@@ -166,7 +166,7 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     """Train and score a decoder for a run; writes the files listed in the module docstring."""
     run_dir = Path(run_dir)
     out = run_dir / "decode.json"
-    model = open_run(run_dir, ("decode.json", "decoder.json", "decoder.safetensors"), force,
+    model = load_run_model(run_dir, ("decode.json", "decoder.json", "decoder.safetensors"), force,
                      device)
     dev = model.device
     for p in model.parameters():

@@ -40,6 +40,18 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def any(self, flag: bool, device) -> bool:
+        """Whether `flag` is set on any rank (on one process, `flag`): a signal that reaches
+        one rank stops them all at the same step, so none waits forever in a collective."""
+        if self.world == 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     @classmethod
     def from_env(cls, device_kind: str) -> Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))

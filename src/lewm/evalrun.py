@@ -15,7 +15,7 @@ from lewm.planning.config import PlanConfig
 from lewm.planning.mpc import plan_setup
 from lewm.planning.registry import make_planner
 from lewm.protocol import EvalConfig
-from lewm.rundir import open_run
+from lewm.rundir import load_run_model
 
 
 def eval_run(run_dir, protocol: EvalConfig, plan: PlanConfig, *, data_path=None,
@@ -30,7 +30,7 @@ def eval_run(run_dir, protocol: EvalConfig, plan: PlanConfig, *, data_path=None,
     if plan.cost.disagreement and not ensemble:
         raise LewmError("--disagreement weighs the spread of an ensemble's costs: it needs "
                         "--ensemble")
-    model = open_run(run_dir, (out_name,), force, device)
+    model = load_run_model(run_dir, (out_name,), force, device)
     if ensemble:
         from lewm.checkpoint import load_model
         from lewm.planning.ensemble import Ensemble

@@ -19,7 +19,7 @@ from lewm.data.clips import EpisodeData, held_out_split
 from lewm.errors import LewmError
 from lewm.io import write_json
 from lewm.model.embed import embed_frames
-from lewm.rundir import open_run
+from lewm.rundir import load_run_model
 from lewm.worlds import WORLDS, get_world
 
 
@@ -77,7 +77,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     """Fit and score the probes; writes probe.json and probe.png in the run directory."""
     run_dir = Path(run_dir)
     out = run_dir / "probe.json"
-    model = open_run(run_dir, (out.name,), force, device)
+    model = load_run_model(run_dir, (out.name,), force, device)
     card = model.card
     world = card.world
     if world not in WORLDS or not WORLDS[world].quantities:

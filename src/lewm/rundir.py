@@ -146,9 +146,9 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def open_run(run_dir, outputs: tuple[str, ...], force: bool, device: str = "auto"):
-    """A trained run for a verb that writes `outputs` into it (evaluate, probe, surprise,
-    decode): refuses existing outputs without `force` before any work, then loads the model
+def load_run_model(run_dir, outputs: tuple[str, ...], force: bool, device: str = "auto"):
+    """The model of a trained run, for a verb that writes `outputs` into it (evaluate, probe,
+    surprise, decode): refuses existing outputs without `force` before any work, then loads it
     (its `card` names the world, the image size, the statistics and the data)."""
     from lewm.checkpoint import load_model
     from lewm.devices import resolve_device

@@ -21,7 +21,7 @@ from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import write_json
-from lewm.rundir import open_run
+from lewm.rundir import load_run_model
 from lewm.worlds import get_world
 
 
@@ -108,7 +108,7 @@ def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
     out = run_dir / "surprise.json"
     if trajectories < 2 or blocks < 4:
         raise LewmError(f"need at least 2 trajectories and 4 blocks, got {trajectories}, {blocks}")
-    model = open_run(run_dir, (out.name,), force, device)
+    model = load_run_model(run_dir, (out.name,), force, device)
     world, size, fs = model.card.world, model.card.image_size, model.cfg.frameskip
     events(world)
     seeds = np.random.SeedSequence(seed).generate_state(trajectories)

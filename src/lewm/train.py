@@ -85,8 +85,8 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
                         f"{cfg.world!r} (use a {world} preset, or --set world={world})")
     train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
     stats = fit_stats(data, train_eps)
-    train = ClipDataset(data, train_eps, cfg.num_steps, m.frameskip, stats)
-    val = ClipDataset(data, val_eps, cfg.num_steps, m.frameskip, stats) if len(val_eps) else None
+    train = ClipDataset(data, train_eps, cfg.clip_frames, m.frameskip, stats)
+    val = ClipDataset(data, val_eps, cfg.clip_frames, m.frameskip, stats) if len(val_eps) else None
     info = {
         "path": str(Path(data_path).resolve()), "episodes": data.num_episodes,
         "image_size": m.image_size, "action_dim": data.action_dim,
@@ -244,6 +244,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)  # dropout draws on the GPU
         if target is not None:
             target.load_state_dict(state["ema_target"])
         start = state["step"]
@@ -276,6 +278,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         if dist_ctx.main:
             resume_state = {"step": step, "optimizer": opt.state_dict(),
                             "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                            "cuda_rng": (torch.cuda.get_rng_state(device)
+                                         if device.type == "cuda" else None),
                             "train_seconds": earlier_seconds + time.perf_counter() - t_start}
             if target is not None:
                 resume_state["ema_target"] = target.state_dict()
@@ -304,7 +308,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                          ignore_signals=StopFlag.SIGNALS)
     try:
         for step, (pixels, actions) in batches:
-            if stop.set:
+            if dist_ctx.any(stop.set, device):  # every rank stops at the same step
                 break
             pixels = pixels.to(device, non_blocking=True)
             actions = actions.to(device, non_blocking=True)
@@ -325,7 +329,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
             sched.step()
             if target is not None:
                 ema_update(target, model, cfg.ema_momentum)
-            frames_since += cfg.batch_size * cfg.num_steps
+            frames_since += cfg.batch_size * cfg.clip_frames
             done = step + 1
             if done % cfg.log_every == 0 or done == steps:
                 now = time.perf_counter()

@@ -123,7 +123,7 @@ class TrainConfig:
             raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
 
     @property
-    def num_steps(self) -> int:
+    def clip_frames(self) -> int:
         """Frames per training clip: the history, the frame after it, and the frames of the
         rollout loss."""
         return self.model.history + 1 + self.rollout_steps

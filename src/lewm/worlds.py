@@ -86,7 +86,7 @@ WORLDS: dict[str, World] = {w.name: w for w in (
     ),
     World(
         "cube", "lewm/Cube-v0", "lewm.envs.cube:CubeEnv",
-        policies={"random": None, "oracle": "lewm.envs.cube:CubeOracle"},
+        policies={"random": None, "oracle": "lewm.envs.cube_oracle:CubeOracle"},
         default_policy="oracle",
         # lewm.envs.cube's layout: the cube centre is state[14:17]; the end effector (not
         # in qpos) is proprio[0:3].

@@ -1,6 +1,6 @@
 """Training clips cut from episode files.
 
-A clip is `num_steps` frames taken every `frameskip` env steps; frame k's action block is the
+A clip is `clip_frames` frames taken every `frameskip` env steps; frame k's action block is the
 `frameskip` raw actions that lead from it to frame k + 1, concatenated (frameskip * A values,
 docs/design.md §1.3). Images stay uint8 until a batch is formed; actions are z-scored per
 dimension with statistics fitted on the training episodes only.
@@ -121,24 +121,25 @@ def fit_stats(data: EpisodeData, episodes) -> dict:
 
 
 class ClipDataset:
-    """Clips of `num_steps` frames every `frameskip` steps from the given episodes.
+    """Clips of `clip_frames` frames every `frameskip` steps from the given episodes.
 
     Item/batch fields: `pixels` (T, H, W, 3) uint8, `action` (T, frameskip * A) float32
     z-scored with `stats["action"]`, and the raw low-dimensional columns (T, d) present in
     the file. Clip starts are every row from which all T action blocks are real actions.
     """
 
-    def __init__(self, data: EpisodeData, episodes, num_steps: int, frameskip: int, stats: dict):
-        if num_steps < 1 or frameskip < 1:
-            raise LewmError(f"num_steps and frameskip must be >= 1, got {num_steps}, {frameskip}")
-        self.data, self.num_steps, self.frameskip = data, num_steps, frameskip
-        span = num_steps * frameskip  # rows covered by the T action blocks
+    def __init__(self, data: EpisodeData, episodes, clip_frames: int, frameskip: int, stats: dict):
+        if clip_frames < 1 or frameskip < 1:
+            raise LewmError(f"clip_frames and frameskip must be >= 1, got {clip_frames}, "
+                            f"{frameskip}")
+        self.data, self.clip_frames, self.frameskip = data, clip_frames, frameskip
+        span = clip_frames * frameskip  # rows covered by the T action blocks
         episodes = np.asarray(episodes, dtype=np.int64)
         # Local starts s with s + span - 1 <= len - 2, i.e. the terminal NaN row is never used.
         counts = np.maximum(data.ep_len[episodes] - span, 0)
         if counts.sum() == 0:
             raise LewmError(
-                f"{data.path}: no episode is long enough for clips of {num_steps} frames every "
+                f"{data.path}: no episode is long enough for clips of {clip_frames} frames every "
                 f"{frameskip} steps (need at least {span + 1} rows, longest is "
                 f"{int(data.ep_len[episodes].max()) if len(episodes) else 0})"
             )
@@ -146,7 +147,7 @@ class ClipDataset:
             [o + np.arange(c) for o, c in zip(data.ep_offset[episodes], counts)]
         )  # (num_clips,) absolute row of each clip's first frame
         self.action = np.nan_to_num(ZScore.of(stats).to_z(data.action))  # (N, A)
-        self.frame_offsets = np.arange(num_steps) * frameskip  # (T,)
+        self.frame_offsets = np.arange(clip_frames) * frameskip  # (T,)
         self.action_offsets = np.arange(span)  # (T * frameskip,)
 
     def __len__(self) -> int:
@@ -158,7 +159,7 @@ class ClipDataset:
     def batch(self, indices) -> dict:
         """Stack the clips `indices` into arrays with a leading batch axis B."""
         starts = self.starts[np.asarray(indices)]  # (B,)
-        B, T = len(starts), self.num_steps
+        B, T = len(starts), self.clip_frames
         frames = starts[:, None] + self.frame_offsets  # (B, T)
         if self.data.in_memory:
             pixels = self.data.pixels[frames]  # (B, T, H, W, 3)

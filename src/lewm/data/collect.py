@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from lewm.data.config import CollectConfig
 from lewm.data.hdf5 import EpisodeWriter
-from lewm.envs import WORLDS, make_env
+from lewm.envs import GYM_IDS, make_env
 from lewm.envs.policies import check_policy, make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output
@@ -110,7 +110,7 @@ def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     # name is the only line the user sees.
     cfg = replace(cfg, policy=check_policy(cfg.world, cfg.policy, cfg.noise_std))
     attrs = {
-        "env": WORLDS[cfg.world],
+        "env": GYM_IDS[cfg.world],
         **{k: ("" if v is None else v) for k, v in asdict(cfg).items()},
         "image_size": cfg.size,
     }

@@ -16,7 +16,7 @@ from lewm.errors import LewmError
 from lewm.worlds import WORLDS as DECLARED
 
 # world -> gymnasium id (each world's declaration is in lewm.worlds)
-WORLDS = {name: w.gym_id for name, w in DECLARED.items()}
+GYM_IDS = {name: w.gym_id for name, w in DECLARED.items()}
 
 for _world in DECLARED.values():
     if _world.gym_id not in gym.registry:
@@ -41,7 +41,7 @@ def require(world: str) -> None:
 
 def make_env(world: str, size: int = 64):
     """A world by its short name, rendering `size` x `size` images; returns the unwrapped env."""
-    if world not in WORLDS:
-        raise LewmError(f"unknown world {world!r} (choose from {sorted(WORLDS)})")
+    if world not in GYM_IDS:
+        raise LewmError(f"unknown world {world!r} (choose from {sorted(GYM_IDS)})")
     require(world)
-    return gym.make(WORLDS[world], size=int(size), disable_env_checker=True).unwrapped
+    return gym.make(GYM_IDS[world], size=int(size), disable_env_checker=True).unwrapped

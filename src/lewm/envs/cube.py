@@ -37,16 +37,12 @@ OGBench's task goals (a fresh random arm pose, the cube resting at the target).
 
 from __future__ import annotations
 
-import atexit
-import os
-import weakref
-
 import gymnasium as gym
 import numpy as np
 
 from lewm.envs import require
 from lewm.envs.base import PixelWorld
-from lewm.envs.gl import render_failed
+from lewm.envs.gl import close_at_exit, closed, keep_egl_display, render_failed
 from lewm.envs.meshes import simplify_meshes
 from lewm.errors import LewmError
 
@@ -58,7 +54,6 @@ require("cube")
 import mujoco  # noqa: E402
 from ogbench.manipspace.envs.cube_env import CubeEnv as OGBenchCubeEnv  # noqa: E402
 from ogbench.manipspace.lie import SO3  # noqa: E402
-from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle  # noqa: E402
 from OpenGL import error as gl_error  # noqa: E402
 
 NQ, NV = 21, 20
@@ -94,32 +89,6 @@ RECOLOUR_RGBA = np.array([0.35, 0.55, 0.91, 1.0])  # OGBench's blue
 # OGBench's sampling boxes (ManipSpaceEnv): the arm's random poses, the cube's targets (x, y).
 ARM_BOUNDS = (np.array([0.25, -0.35, 0.20]), np.array([0.6, 0.35, 0.35]))
 TARGET_BOUNDS = (np.array([0.3, -0.3]), np.array([0.55, 0.3]))
-
-
-def _close_open_envs():
-    for env in list(_OPEN):
-        env.close()
-
-
-# Envs with an open renderer. Closing them at exit, rather than leaving them to the
-# interpreter's teardown, frees their GL contexts while the GL modules are still intact.
-_OPEN = weakref.WeakSet()
-atexit.register(_close_open_envs)
-
-
-def _keep_egl_display() -> None:
-    """Drop the atexit hooks that terminate the EGL display.
-
-    MuJoCo (at its first EGL context) and dm_control (on import, which OGBench triggers) each
-    register `eglTerminate` with atexit for the one display they share. Hooks run last-in
-    first-out, so the display can be terminated by one of them before a context of the other
-    is freed, which prints an EGL_BAD_DISPLAY traceback at exit (seen with a dm_control
-    context made before the first Cube env). Terminating a display just before the process
-    ends buys nothing."""
-    if os.environ.get("MUJOCO_GL") == "egl":
-        from OpenGL import EGL  # only loadable with the EGL backend
-
-        atexit.unregister(EGL.eglTerminate)
 
 
 class _OGBenchCube(OGBenchCubeEnv):
@@ -189,8 +158,8 @@ class CubeEnv(PixelWorld):
             self.renderer = mujoco.Renderer(m, self.size, self.size)
         except (ImportError, RuntimeError, mujoco.FatalError, gl_error.Error) as e:
             raise render_failed(e) from e
-        _keep_egl_display()  # after the first renderer: MuJoCo registers its hook then
-        _OPEN.add(self)
+        keep_egl_display()  # after the first renderer: MuJoCo registers its hook then
+        close_at_exit(self)
         self.goal = self._get_state()
 
     def _check_layout(self) -> None:
@@ -331,7 +300,7 @@ class CubeEnv(PixelWorld):
         renderer, self.renderer = getattr(self, "renderer", None), None
         if renderer is not None:
             renderer.close()
-        _OPEN.discard(self)
+        closed(self)
 
     def __del__(self):
         self.close()
@@ -353,76 +322,6 @@ class CubeEnv(PixelWorld):
             "goal_state": self.goal.copy(),
             "success": self.success(state),
         }
-
-
-class _Oracle(CubeMarkovOracle):
-    """OGBench's closed-loop cube oracle, with its episode randomness drawn from our RNG."""
-
-    def __init__(self, rng: np.random.Generator):
-        super().__init__(env=None, min_norm=0.4)  # 0.4: OGBench's data-generation default
-        self._rng = rng
-
-    def reset(self, ob, info):
-        self._done = False
-        self._step = 0
-        self._max_step = 200
-        # Where the arm goes after placing the cube (OGBench draws it from np.random).
-        self._final_pos = self._rng.uniform(*ARM_BOUNDS)
-        self._final_yaw = self._rng.uniform(-np.pi, np.pi)
-
-
-class CubeOracle:
-    """OGBench's Markov (closed-loop) cube oracle with the noise of its `noisy` datasets:
-    each episode draws a noise level xi ~ U(0, noise_std) and every action gets Gaussian
-    noise of std xi * (1, 1, 1, 3, 10) (position, yaw, gripper); with probability `p_random`
-    the action is instead uniform in [-1, 1] (OGBench: --noise=0.1, --p_random_action=0.1
-    for cube-single-noisy). The oracle picks the cube up, places it on the goal state's cube
-    and moves the arm away; then, like OGBench's collection, it draws a new target on the
-    table and goes on."""
-
-    def __init__(self, noise_std: float = 0.1, p_random: float = 0.1):
-        if not 0 <= p_random <= 1:
-            raise LewmError(f"random-action probability must be in [0, 1], got {p_random}")
-        self.noise_std = float(noise_std)
-        self.p_random = float(p_random)
-
-    def reset(self, info, rng: np.random.Generator):
-        """Start an episode heading for `info["goal_state"]`'s cube pose."""
-        self.rng = rng
-        goal = np.asarray(info["goal_state"], dtype=np.float64)
-        self.target_pos = goal[CUBE_POS].copy()
-        self.target_yaw = yaw_of(goal[CUBE_QUAT])
-        self.scale = rng.uniform(0.0, self.noise_std) * np.array([1.0, 1.0, 1.0, 3.0, 10.0])
-        self.oracle = _Oracle(rng)
-        self.oracle.reset(None, info)
-
-    def __call__(self, obs, info) -> np.ndarray:
-        """The next action, float32 (5,) in [-1, 1]."""
-        if self.oracle.done:
-            xy = self.rng.uniform(*TARGET_BOUNDS)
-            self.target_pos = np.array([xy[0], xy[1], CUBE_HALF])
-            self.target_yaw = self.rng.uniform(0.0, 2 * np.pi)
-            self.oracle.reset(None, info)
-        s = np.asarray(info["state"], dtype=np.float64)
-        p = np.asarray(info["proprio"], dtype=np.float64)
-        # The keys OGBench's oracle reads from its env's info dict.
-        ogb_info = {
-            "proprio/effector_pos": p[EFF_POS],
-            "proprio/effector_yaw": p[[EFF_YAW]],
-            "proprio/gripper_opening": p[[GRIPPER_CLOSURE]],
-            "proprio/gripper_contact": p[[GRIPPER_CONTACT]],
-            "privileged/target_block": 0,
-            "privileged/block_0_pos": s[CUBE_POS],
-            "privileged/block_0_yaw": np.array([yaw_of(s[CUBE_QUAT])]),
-            "privileged/target_block_pos": self.target_pos,
-            "privileged/target_block_yaw": np.array([self.target_yaw]),
-        }
-        action = np.asarray(self.oracle.select_action(None, ogb_info), dtype=np.float64)
-        if self.rng.random() < self.p_random:
-            action = self.rng.uniform(-1.0, 1.0, size=5)
-        else:
-            action = action + self.rng.normal(0.0, self.scale)
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
 def teleport(env: CubeEnv, rng: np.random.Generator) -> None:

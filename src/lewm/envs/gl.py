@@ -7,9 +7,11 @@ loads, else OSMesa. With neither, a one-line error names the Debian packages to 
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import sys
+import weakref
 
 from lewm.errors import LewmError
 
@@ -56,3 +58,39 @@ def render_failed(error: Exception) -> LewmError:
     backend = os.environ.get("MUJOCO_GL", "?")
     return LewmError(f"MuJoCo could not render with MUJOCO_GL={backend} "
                      f"({type(error).__name__}: {error}); {INSTALL_HINT}")
+
+
+# Envs with an open renderer. Closing them at exit, rather than leaving them to the
+# interpreter's teardown, frees their GL contexts while the GL modules are still intact.
+_OPEN = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_envs():
+    for env in list(_OPEN):
+        env.close()
+
+
+def close_at_exit(env) -> None:
+    """Have `env.close()` run at exit, while GL still works, unless it was closed before."""
+    _OPEN.add(env)
+
+
+def closed(env) -> None:
+    """`env` closed its renderer itself."""
+    _OPEN.discard(env)
+
+
+def keep_egl_display() -> None:
+    """Drop the atexit hooks that terminate the EGL display.
+
+    MuJoCo (at its first EGL context) and dm_control (on import, which OGBench triggers) each
+    register `eglTerminate` with atexit for the one display they share. Hooks run last-in
+    first-out, so the display can be terminated by one of them before a context of the other
+    is freed, which prints an EGL_BAD_DISPLAY traceback at exit (seen with a dm_control
+    context made before the first Cube env). Terminating a display just before the process
+    ends buys nothing."""
+    if os.environ.get("MUJOCO_GL") == "egl":
+        from OpenGL import EGL  # only loadable with the EGL backend
+
+        atexit.unregister(EGL.eglTerminate)

@@ -59,7 +59,7 @@ class LeWM(nn.Module):
         self.card: ModelCard | None = None
 
     @property
-    def trained(self) -> ModelCard:
+    def trained_card(self) -> ModelCard:
         """The card, for work that needs a trained model (planning, probing, surprise)."""
         if self.card is None:
             from lewm.errors import LewmError
@@ -135,27 +135,15 @@ class LeWM(nn.Module):
             raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
                              f"got {context_actions.shape[1]}")
         acts = self.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
-        # Step k predicts from the last `history` tokens. While the sequence still fits the
-        # history (positions 0, 1, ...), earlier tokens keep their positions and, the
-        # attention being causal, their keys and values: a cache makes each step one new
-        # token. Once the window slides, every position embedding shifts and the window is
-        # recomputed. Either way only the last token's output is needed from the last block.
-        # A token's AdaLN modulation depends on its action alone: computed once per block
-        # here, not again for every window the token sits in.
-        W = self.cfg.history
-        mods = self.predictor.modulations(acts)  # per block (B, H-1+K, 6D)
-        part = lambda lo, hi: [m[:, lo:hi] for m in mods]
-        embs, preds, cache, cached = context_emb, [], None, 0
+        # Step k predicts from the last `history` tokens (their positions 0, 1, ... within
+        # the window), and only the last token's output is projected. This is the definition;
+        # planning runs the same computation faster (a cache while the window grows, one
+        # token's output alone, modulations computed once): lewm.planning.fast.
+        W, embs, preds = self.cfg.history, context_emb, []
         for k in range(K):
-            n = H + k  # tokens so far
-            if n <= W:
-                out, cache = self.predictor.forward_cached(
-                    embs[:, cached:n], None, cache, last_only=True, mods=part(cached, n))
-                cached = n
-            else:
-                out, _ = self.predictor.forward_cached(
-                    embs[:, n - W : n], None, last_only=True, mods=part(n - W, n))
-            nxt = self.pred_proj(out[:, -1]).unsqueeze(1)  # (B, 1, D)
+            n = H + k
+            h = self.predictor(embs[:, max(0, n - W) : n], acts[:, max(0, n - W) : n])
+            nxt = self.pred_proj(h[:, -1]).unsqueeze(1)  # (B, 1, D)
             preds.append(nxt)
             embs = torch.cat([embs, nxt], 1)
         return torch.cat(preds, 1)  # (B, K, D)

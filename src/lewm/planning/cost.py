@@ -8,7 +8,7 @@ import torch
 
 from lewm.planning.config import CostConfig, RuntimeConfig
 from lewm.planning.ensemble import Ensemble
-from lewm.planning.fast import compiled_rollout, keep_freed_memory
+from lewm.planning.fast import compiled_rollout, keep_freed_memory, rollout_of
 
 
 def member_dims(model, embed_dim: int) -> list[int]:
@@ -36,7 +36,7 @@ def latent_cost(model, context_emb, context_act, goal_emb, cost: CostConfig | No
         chunk = 4096 if on_cpu else 1 << 30
     if on_cpu:
         keep_freed_memory()
-    rollout = compiled_rollout(model) if runtime.compile else model.rollout
+    rollout = compiled_rollout(model) if runtime.compile else rollout_of(model)
     parts = member_dims(model, goal_emb.shape[-1])
     reduce, weight = cost.cost, cost.disagreement
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lewm.errors import LewmError
+from lewm.planning.fast import fast_rollout
 
 
 class Ensemble(nn.Module):
@@ -31,9 +32,9 @@ class Ensemble(nn.Module):
         if not members:
             raise LewmError("an ensemble needs at least one model")
         names = list(names or [f"model {i}" for i in range(len(members))])
-        lead, lead_card = members[0], members[0].trained
+        lead, lead_card = members[0], members[0].trained_card
         for m, name in zip(members[1:], names[1:]):
-            card = m.trained
+            card = m.trained_card
             for what, mine, theirs in (
                 ("world", card.world, lead_card.world),
                 ("image size", card.image_size, lead_card.image_size),
@@ -57,13 +58,13 @@ class Ensemble(nn.Module):
         lead_z = lead_card.action.blocks(fs)
         self._convert = []
         for m in members:
-            z = m.trained.action.blocks(fs)
+            z = m.trained_card.action.blocks(fs)
             scale = torch.from_numpy(np.asarray(lead_z.std / z.std, np.float32))
             shift = torch.from_numpy(np.asarray((lead_z.mean - z.mean) / z.std, np.float32))
             self._convert.append((scale.to(lead.device), shift.to(lead.device)))
 
     @property
-    def trained(self):
+    def trained_card(self):
         return self.card
 
     @property
@@ -82,10 +83,12 @@ class Ensemble(nn.Module):
 
     def rollout(self, context_emb: torch.Tensor, context_actions: torch.Tensor | None,
                 future_actions: torch.Tensor) -> torch.Tensor:
-        """As `LeWM.rollout`, each member on its own slice of the embeddings."""
+        """As `LeWM.rollout`, each member on its own slice of the embeddings (through its
+        fast rollout: this is for planning)."""
         parts = torch.split(context_emb, self.dims, -1)
         return torch.cat([
-            m.rollout(ctx, self._actions(i, context_actions), self._actions(i, future_actions))
+            fast_rollout(m, ctx, self._actions(i, context_actions),
+                         self._actions(i, future_actions))
             for i, (m, ctx) in enumerate(zip(self.members, parts))], -1)
 
     def lead_part(self, emb: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from lewm.model.embed import embed_frames
 from lewm.planning.base import Plan, PlanRequest, PlanSetup
 from lewm.planning.cem import CEMPlanner
 from lewm.planning.config import GraphConfig, PlanConfig
+from lewm.planning.fast import rollout_of
 
 
 class LatentGraph:
@@ -166,13 +167,15 @@ def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> Laten
     emb = embed_frames(model, data.pixels, rows_all).cpu()  # (N, D)
     ctx = emb[:, None].to(model.device)
 
+    rollout = rollout_of(model)
+
     def one_block(first: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-        out = [model.rollout(first[i : i + 4096], None, blocks[i : i + 4096, None])[:, 0]
+        out = [rollout(first[i : i + 4096], None, blocks[i : i + 4096, None])[:, 0]
                for i in range(0, len(first), 4096)]
         return torch.cat(out).float().cpu()
 
     # The model's one-block error on the recorded transitions sets the tolerance.
-    z = model.trained.action.blocks(fs)
+    z = model.trained_card.action.blocks(fs)
     nxt = np.flatnonzero(ep_all[1:] == ep_all[:-1])
     acts = data.action[rows_all[nxt][:, None] + np.arange(fs)].reshape(len(nxt), fs * A)
     acts = torch.from_numpy(np.nan_to_num(z.to_z(acts))).float().to(model.device)

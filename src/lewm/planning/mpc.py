@@ -19,6 +19,7 @@ from lewm.model.embed import embed_frames
 from lewm.model.normalize import ZScore
 from lewm.planning.base import Plan, PlanRequest, PlanSetup
 from lewm.planning.config import MPCConfig
+from lewm.planning.fast import rollout_of
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ActionScaler:
 
 def plan_setup(model, action_space, seed: int = 0, data_path=None) -> PlanSetup:
     """The PlanSetup of `model` acting in an env with `action_space`."""
-    scaler = ActionScaler(model.trained.action, model.cfg.frameskip, action_space)
+    scaler = ActionScaler(model.trained_card.action, model.cfg.frameskip, action_space)
     return PlanSetup(scaler.low_z, scaler.high_z, seed, data_path)
 
 
@@ -102,8 +103,8 @@ class Recorder:
                 self.aim[active[j]] = self.goal_pixels[active[j]] if frame is None else frame
         if self.decoder is not None and shown:
             acts = request.context_actions
-            final = self.model.rollout(request.context[shown], acts[shown] if acts is not None
-                                       else None, plan.blocks[shown])[:, -1]  # (n, D)
+            final = rollout_of(self.model)(request.context[shown], acts[shown] if acts is not
+                                           None else None, plan.blocks[shown])[:, -1]  # (n, D)
             for j, img in zip(shown, self.decoder(final)):
                 self.expected[active[j]] = img
 
@@ -131,7 +132,7 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
     Returns per-episode logs and [(seconds, episodes planned), ...] of each planner call."""
     B, fs = len(envs), model.cfg.frameskip
     ids = list(range(B)) if episode_ids is None else list(episode_ids)
-    scaler = ActionScaler(model.trained.action, fs, envs[0].action_space)
+    scaler = ActionScaler(model.trained_card.action, fs, envs[0].action_space)
     goal = embed_frames(model, list(goal_pixels))  # (B, D)
     logs = recorder.logs if recorder is not None else [EpisodeLog() for _ in range(B)]
     contexts = [Context(min(mpc.context, model.cfg.history)) for _ in range(B)]
