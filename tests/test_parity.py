@@ -62,8 +62,19 @@ def peer_embeddings(model, pixels):
         return model.encode({"pixels": x})["emb"]
 
 
+@pytest.fixture(scope="module")
+def tworoom224(tmp_path_factory):
+    """Two-Room at the paper model's 224 px: an imported model is used with data its size."""
+    from lewm.data.collect import CollectConfig, collect
+
+    path = tmp_path_factory.mktemp("data224") / "tworoom224.h5"
+    collect(CollectConfig(episodes=4, steps=30, size=224, seed=3), path, progress=False)
+    return path
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_import_an_authors_checkpoint(pair, layout, tmp_path, tworoom_file):
+def test_import_an_authors_checkpoint(pair, layout, tmp_path, tworoom224):
+    tworoom_file = tworoom224
     import json
 
     import lewm
@@ -89,7 +100,7 @@ def test_import_an_authors_checkpoint(pair, layout, tmp_path, tworoom_file):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_export_loads_with_the_authors_loader(pair, tmp_path, tworoom_file):
+def test_export_loads_with_the_authors_loader(pair, tmp_path, tworoom224):
     """`lewm export` writes what the authors' `load_pretrained` builds with Hydra and loads
     strictly; the round trip through lewm keeps every tensor."""
     import json
@@ -102,7 +113,7 @@ def test_export_loads_with_the_authors_loader(pair, tmp_path, tworoom_file):
     src.mkdir()
     torch.save(theirs.state_dict(), src / "weights.pt")
     (src / "config.json").write_text(json.dumps(peer_lib.RELEASED_CONFIG))
-    run_cli("import", src, "--data", tworoom_file, "--out", tmp_path / "run")
+    run_cli("import", src, "--data", tworoom224, "--out", tmp_path / "run")
     run_cli("export", tmp_path / "run", "--out", tmp_path / "out", "--transformers", "5")
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     rebuilt = hydra.utils.instantiate(config).eval()

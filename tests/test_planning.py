@@ -205,7 +205,7 @@ class OracleTwoRoom:
     """A perfect latent model of Two-Room: the latent is the agent position read off the
     image (the centroid of red), and rollouts apply the true dynamics."""
 
-    cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3)
+    cfg = SimpleNamespace(frameskip=5, action_dim=2, history=3, embed_dim=2)
     trained_card = SimpleNamespace(action=ZScore(np.zeros(2, np.float32), np.ones(2, np.float32)))
     device = torch.device("cpu")
 

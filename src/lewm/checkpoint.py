@@ -182,4 +182,12 @@ def _load_model(path, device) -> LeWM:
     except (KeyError, TypeError, ValueError) as e:
         raise LewmError(f"{ckpt / 'config.json'}: damaged (the data section's "
                         f"{type(e).__name__}: {e})") from None
+    recorded = meta["data"].get("world")
+    if recorded is not None and recorded != train.get("world", recorded):
+        raise LewmError(f"{ckpt / 'config.json'}: names world {train.get('world')!r} but was "
+                        f"trained on {recorded!r} data; it is damaged or was edited")
+    bad = next((k for k, v in state.items() if v.is_floating_point()
+                and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise LewmError(f"{ckpt / 'model.safetensors'}: tensor {bad} holds NaN or inf")
     return model.to(device).eval()

@@ -53,6 +53,8 @@ def cmd_show(args) -> None:
     from lewm.data.hdf5 import open_episodes
     from lewm.io import check_output, write_gif
 
+    if args.fps < 1:
+        raise LewmError(f"--fps must be >= 1, got {args.fps}")
     with open_episodes(args.path) as f:
         n = len(f["ep_len"])
         if not 0 <= args.episode < n:
@@ -72,11 +74,12 @@ def cmd_train(args) -> None:
     from lewm.train import train
     from lewm.trainconfig import override
 
+    if args.stop_after is not None and args.stop_after < 1:
+        raise LewmError(f"--stop-after must be >= 1 step, got {args.stop_after}")
     if args.resume:
-        if args.set or args.data:
-            raise LewmError("--resume continues a run with its own config and data; drop "
-                            "--set/--data")
-        summary = train(None, None, args.resume, resume=True, progress=not args.quiet,
+        if args.set:
+            raise LewmError("--resume continues a run with its own config; drop --set")
+        summary = train(None, args.data, args.resume, resume=True, progress=not args.quiet,
                         stop_after=args.stop_after, force_data=args.force_data,
                         threads=args.threads)
     else:

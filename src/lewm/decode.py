@@ -31,10 +31,11 @@ from torch import nn
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta
 from lewm.data.clips import EpisodeData, held_out_split
+from lewm.data.hdf5 import check_world
 from lewm.errors import LewmError
 from lewm.io import atomic_path, write_gif, write_json
 from lewm.model.embed import embed_frames
-from lewm.rundir import load_run_model
+from lewm.rundir import load_run_model, writing
 from lewm.studyconfig import DecodeConfig
 
 
@@ -164,6 +165,12 @@ def imagine(model, dec: Decoder, data: EpisodeData, episode: int, blocks: int):
 def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
            device: str = "auto", progress: bool = True) -> dict:
     """Train and score a decoder for a run; writes the files listed in the module docstring."""
+    with writing(run_dir, "decoder.json", "decoded"):
+        return _decode(run_dir, cfg, data_path, force, device, progress)
+
+
+def _decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
+            device: str = "auto", progress: bool = True) -> dict:
     run_dir = Path(run_dir)
     out = run_dir / "decode.json"
     model = load_run_model(run_dir, ("decode.json", "decoder.json", "decoder.safetensors"), force,
@@ -175,6 +182,7 @@ def decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     world = card.world
     data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)
+    check_world(data_path, data.attrs, model.card.world)
     size = data.image_size[0]
     train_eps, val_eps = held_out_split(card.data, data.num_episodes, cfg.seed)
     if len(train_eps) == 0 or len(val_eps) == 0:

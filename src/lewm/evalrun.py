@@ -15,7 +15,7 @@ from lewm.planning.config import PlanConfig
 from lewm.planning.mpc import plan_setup
 from lewm.planning.registry import make_planner
 from lewm.protocol import EvalConfig
-from lewm.rundir import load_run_model
+from lewm.rundir import load_run_model, writing
 
 
 def eval_run(run_dir, protocol: EvalConfig, plan: PlanConfig, *, data_path=None,
@@ -26,7 +26,13 @@ def eval_run(run_dir, protocol: EvalConfig, plan: PlanConfig, *, data_path=None,
 
     ensemble: other runs trained on the same data (e.g. other seeds), planned together with
     this one (lewm.planning.ensemble): a plan's cost is the sum of every model's own."""
-    run_dir = Path(run_dir)
+    with writing(run_dir, out_name, "evaluated"):
+        return _eval_run(Path(run_dir), protocol, plan, data_path, force, device, out_name,
+                         ensemble)
+
+
+def _eval_run(run_dir: Path, protocol, plan, data_path, force, device, out_name,
+              ensemble) -> dict:
     if plan.cost.disagreement and not ensemble:
         raise LewmError("--disagreement weighs the spread of an ensemble's costs: it needs "
                         "--ensemble")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lewm.data.hdf5 import open_episodes
+from lewm.data.hdf5 import check_world, open_episodes
 from lewm.envs import make_env
 from lewm.errors import LewmError
 from lewm.worlds import WORLDS, get_world
@@ -79,6 +79,8 @@ def dataset_pairs(path, n: int, offset: int, seed: int, world: str = "") -> list
     """(start state, goal state) of the protocol's `n` start rows (`dataset_rows`); the goal
     is the state `offset` steps later in the same episode."""
     with open_episodes(path) as f:
+        if world:
+            check_world(path, f.attrs, world)
         state = read_states(f, path, world)
         pick = dataset_rows(f, path, n, offset, seed)
     return [(state[r], state[r + offset]) for r in pick]

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
 
+from lewm import __version__
 from lewm.checkpoint import load_model, save_checkpoint
 from lewm.errors import LewmError
-from lewm.io import check_output, write_json
+from lewm.io import refuse_overlap, write_json
+from lewm.locks import exclusive, lock_file
 from lewm.model import LeWM, ModelConfig
 from lewm.model.authors import LAYOUTS, detect_layout, from_authors, to_authors
+from lewm.validate import check_model_fits
 
 # stable-pretraining's vit_hf sizes: (hidden, layers, heads); the MLP is 4 x hidden.
 VIT_SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12),
@@ -158,6 +162,7 @@ def read_authors(src) -> tuple[dict, dict, Path]:
         raise LewmError(f"{cfg_file}: expected a JSON object, got {type(cfg).__name__}")
     if isinstance(cfg.get("model"), dict) and "predictor" not in cfg:
         cfg = cfg["model"]  # a whole training config: its model node
+    check_zip(weights)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle refusals and corrupt files raise many types
@@ -168,7 +173,27 @@ def read_authors(src) -> tuple[dict, dict, Path]:
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise LewmError(f"{weights}: not a state dict of tensors")
     state = {k.removeprefix("model."): v for k, v in state.items()}
+    bad = next((k for k, v in state.items() if v.is_floating_point()
+                and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise LewmError(f"{weights}: tensor {bad} holds NaN or inf")
     return cfg, state, weights
+
+
+def check_zip(weights: Path) -> None:
+    """torch.save's zip archive, every record checked against its CRC: torch reads records
+    without checking them, so bytes overwritten in place would load as other weights."""
+    import zipfile
+
+    if not zipfile.is_zipfile(weights):
+        return  # torch's legacy format: no checksums to check
+    try:
+        with zipfile.ZipFile(weights) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise LewmError(f"{weights}: damaged ({e})") from None
+    if bad is not None:
+        raise LewmError(f"{weights}: damaged (record {bad} fails its CRC check)")
 
 
 def import_checkpoint(src, out, data_path, world: str | None = None,
@@ -176,15 +201,25 @@ def import_checkpoint(src, out, data_path, world: str | None = None,
     """Make a lewm run directory from an authors' checkpoint; the action statistics (which
     the authors fit on their dataset at evaluation time) are fitted on `data_path`."""
     from lewm.data.clips import EpisodeData, fit_stats
+    from lewm.rundir import replaceable_outputs
     from lewm.trainconfig import TrainConfig, to_dict
 
+    out = Path(out)
+    src_dir = Path(src) if Path(src).is_dir() else Path(src).parent
+    refuse_overlap(out, [src_dir, data_path], holding=False)  # other files of a run are kept
     cfg, state, weights = read_authors(src)
     data = EpisodeData(data_path, in_memory=False)
     try:
-        world = world or str(data.attrs.get("world", ""))
+        data_world = str(data.attrs.get("world", ""))
+        if world and data_world and world != data_world:
+            raise LewmError(f"--world {world}: {data_path} holds {data_world} episodes")
+        world = world or data_world
         if not world:
             raise LewmError(f"{data_path}: does not say which world it comes from; pass --world")
         mcfg = model_config(cfg, data.action_dim, src)
+        if data.image_size[0] != mcfg.image_size:
+            raise LewmError(f"{src}: its model reads {mcfg.image_size} px images, "
+                            f"{data_path} holds {data.image_size[0]} px frames")
         train_cfg = TrainConfig(model=mcfg, world=world)
         stats = fit_stats(data, range(data.num_episodes))
         info = {"path": str(Path(data_path).resolve()), "episodes": data.num_episodes,
@@ -193,6 +228,7 @@ def import_checkpoint(src, out, data_path, world: str | None = None,
     finally:
         data.close()
     layout = detect_layout(state)
+    check_model_fits(mcfg, False, f"{src}: its model ({mcfg.rough_parameters():,} parameters)")
     model = LeWM(mcfg)
     try:
         missing, unexpected = model.load_state_dict(from_authors(state), strict=False)
@@ -202,16 +238,29 @@ def import_checkpoint(src, out, data_path, world: str | None = None,
     if missing or unexpected:
         raise LewmError(f"{weights}: weights do not match config.json (missing {missing[:3]}, "
                         f"unexpected {unexpected[:3]})")
-    out = Path(out)
-    if (out / "checkpoint").exists() and not force:
-        raise LewmError(f"{out / 'checkpoint'}: already exists (pass --force to replace it)")
-    out.mkdir(parents=True, exist_ok=True)
     source = {"path": str(Path(src).resolve()), "transformers_layout": layout,
               "tensors": len(state)}
-    meta = {"train": to_dict(train_cfg), "data": info, "imported_from": source,
-            "parameters": sum(p.numel() for p in model.parameters()), "step": 0}
-    save_checkpoint(out / "checkpoint", model, meta, stats)
-    write_json(out / "config.json", meta)
+    meta = {"lewm_version": __version__, "train": to_dict(train_cfg), "data": info,
+            "imported_from": source, "parameters": sum(p.numel() for p in model.parameters()),
+            "step": 0}
+    fresh = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with exclusive(out, "imported into"):
+            # An earlier run's results go first (results never outlive their model), then
+            # its checkpoint is swapped for the new one in one rename: a crash leaves the old
+            # model or the new, each loadable. A file lewm did not write is refused, a
+            # user's other files are kept.
+            model_files = {"checkpoint", "checkpoint.old", "checkpoint.tmp", "config.json"}
+            for path in replaceable_outputs(out, force):
+                if path.name not in model_files:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            save_checkpoint(out / "checkpoint", model, meta, stats)
+            write_json(out / "config.json", meta)
+    except LewmError:
+        if fresh and out.is_dir() and {p.name for p in out.iterdir()} <= {lock_file(out).name}:
+            shutil.rmtree(out)
+        raise
     return {"run_dir": str(out), "config": mcfg, "layout": layout, "tensors": len(state),
             "world": world}
 
@@ -224,16 +273,66 @@ def export_checkpoint(run_dir, out, layout: str = "4", force: bool = False) -> d
     node = authors_config(model.cfg)
     state = to_authors(model.state_dict(), layout)
     out = Path(out)
-    for name in ("weights.pt", "config.json"):
-        check_output(out / name, force)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(state, tmp / "weights.pt")
-    (tmp / "config.json").write_text(json.dumps(node, indent=2) + "\n")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("weights.pt", "config.json"):
-        (tmp / name).replace(out / name)
-    tmp.rmdir()
+    refuse_overlap(out, [run_dir])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, "exported", beside=True):
+        restore_swapped(out)
+        check_export_dir(out, force)
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            torch.save(state, tmp / "weights.pt")
+            (tmp / "config.json").write_text(json.dumps(node, indent=2) + "\n")
+            marker = {"lewm_version": __version__, "run": str(Path(run_dir).resolve()),
+                      "files": EXPORT_FILES}
+            (tmp / EXPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            swap_in(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return {"out": str(out), "tensors": len(state), "layout": layout,
             "config": dataclasses.asdict(model.cfg)}
+
+
+EXPORT_FILES = ["weights.pt", "config.json"]
+EXPORT_MARKER = ".lewm-export.json"
+"""written beside an export's files: what tells `--force` that the directory is lewm's"""
+
+
+def check_export_dir(out: Path, force: bool) -> None:
+    """An export goes to a new or empty directory, or with `force` replaces an earlier
+    export (its marker names the files lewm wrote); anything else there is refused."""
+    if out.exists() and not out.is_dir():
+        raise LewmError(f"{out}: is a file, not a directory")
+    present = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    if not present:
+        return
+    if not force:
+        raise LewmError(f"{out}: already exists (pass --force to replace an earlier export)")
+    ours = set(EXPORT_FILES) | {EXPORT_MARKER}
+    foreign = [name for name in present if name not in ours]
+    if foreign or EXPORT_MARKER not in present:
+        name = foreign[0] if foreign else present[0]
+        raise LewmError(f"{out / name}: not written by lewm export; refusing to replace it "
+                        "(choose another --out)")
+
+
+def swap_in(new: Path, out: Path) -> None:
+    """Put directory `new` at `out` in one rename, the old `out` (if any) moved aside first
+    and removed after: a crash between leaves the old one at `.NAME.old`, which the next
+    call restores (`restore_swapped`), never a mix of the two."""
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_swapped(out: Path) -> None:
+    """Undo a swap cut between its renames: the old directory back at `out`."""
+    old = out.with_name(f".{out.name}.old")
+    if old.exists() and not out.exists():
+        old.rename(out)
+    elif old.exists():
+        shutil.rmtree(old, ignore_errors=True)

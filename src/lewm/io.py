@@ -10,6 +10,20 @@ from pathlib import Path
 from lewm.errors import STORAGE_ERRNOS, LewmError
 
 
+def refuse_overlap(out, inputs, flag: str = "--out", holding: bool = True) -> None:
+    """Refuse an output that is one of the inputs, lies inside one, or (`holding`: for an
+    output replaced whole) holds one: writing it would replace or remove what the command
+    reads (e.g. `lewm import SRC --out SRC`)."""
+    o = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        i = Path(given).resolve()
+        if o == i or i in o.parents or (holding and o in i.parents):
+            where = ("is" if o == i else "lies inside" if i in o.parents else "holds")
+            raise LewmError(f"{out}: {where} the input {given}; choose another {flag}")
+
+
 def check_output(path, force: bool) -> Path:
     """Refuse to replace an existing output unless `force`; make the parent directory."""
     path = Path(path)

@@ -14,18 +14,19 @@ from pathlib import Path
 from lewm.errors import LewmError
 
 
-def lock_file(output: Path) -> Path:
-    """Where the lock of `output` lives: inside a run directory, beside a file."""
+def lock_file(output: Path, beside: bool = False) -> Path:
+    """Where the lock of `output` lives: inside a run directory, beside a file (or beside a
+    directory that is replaced whole, `beside`)."""
     output = Path(output)
-    if output.is_dir():
+    if output.is_dir() and not beside:
         return output / ".lewm.lock"
     return output.with_name(f".{output.name}.lock")
 
 
 @contextmanager
-def exclusive(output, what: str = "written"):
-    """Hold the write lock of `output` (a file or a directory that exists) for the block."""
-    path = lock_file(output)
+def exclusive(output, what: str = "written", beside: bool = False):
+    """Hold the write lock of `output` (a file, or a directory that exists) for the block."""
+    path = lock_file(output, beside)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -16,10 +16,11 @@ import torch
 
 from lewm import __version__
 from lewm.data.clips import EpisodeData, held_out_split
+from lewm.data.hdf5 import check_world
 from lewm.errors import LewmError
 from lewm.io import write_json
 from lewm.model.embed import embed_frames
-from lewm.rundir import load_run_model
+from lewm.rundir import load_run_model, writing
 from lewm.worlds import WORLDS, get_world
 
 
@@ -75,6 +76,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
           force: bool = False, device: str = "auto") -> dict:
     """Fit and score the probes; writes probe.json and probe.png in the run directory."""
+    with writing(run_dir, "probe.json", "probed"):
+        return _probe(run_dir, data_path, max_rows, seed, force, device)
+
+
+def _probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
+           force: bool = False, device: str = "auto") -> dict:
     run_dir = Path(run_dir)
     out = run_dir / "probe.json"
     model = load_run_model(run_dir, (out.name,), force, device)
@@ -84,6 +91,7 @@ def probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)
+    check_world(data_path, data.attrs, model.card.world)
     train_eps, val_eps = held_out_split(card.data, data.num_episodes, seed)
     rng = np.random.default_rng(seed)
     rows = {name: data.sample_rows(eps, max_rows, rng)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lewm.errors import LewmError
+from lewm.validate import check_numbers
 
 
 @dataclass(frozen=True)
@@ -38,5 +39,8 @@ class EvalConfig:
         if self.goals not in ("dataset", "env", "far") and not self.goals.endswith(".json"):
             raise LewmError(f"--goals must be dataset, env, far or a .json file, got "
                             f"{self.goals!r}")
+        if not 0 <= self.seed < 2**63:
+            raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.gifs < 0 or self.batch < 0:
             raise LewmError("--gifs and --batch must be >= 0")
+        check_numbers(self)  # what the checks above leave: NaN, inf

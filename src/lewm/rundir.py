@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from lewm.checkpoint import find_checkpoint
 from lewm.errors import LewmError
 from lewm.io import atomic_path
-from lewm.locks import lock_file
+from lewm.locks import exclusive, lock_file
+from lewm.signals import StopFlag  # noqa: F401  (where training has always found it)
 
 
 class MetricsLog:
@@ -65,7 +65,8 @@ class MetricsLog:
 # only files `--force` replaces. Anything else there (a dataset, notes) is kept.
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "checkpoint", "checkpoint.tmp",
                "checkpoint.old", "tensorboard", "probe.json", "probe.png", "surprise.json",
-               "surprise.png")
+               "surprise.png", "decode.json", "decode.png", "decode_rollout.gif",
+               "decoder.json", "decoder.safetensors")
 RUN_OUTPUT_PATTERNS = ("eval*.json", "eval*.png", "eval*_episode*.gif")
 
 
@@ -105,17 +106,10 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
         return out
     if out.exists() and not out.is_dir():
         raise LewmError(f"{out}: is a file, not a directory")
-    if out.exists() and any(p.name != lock_file(out).name for p in out.iterdir()):
-        outputs = run_outputs(out)
-        if not force:
-            hint = ", or --resume to continue its training" if resumable and outputs else ""
-            raise LewmError(f"{out}: already exists (pass --force to replace its run{hint})")
-        foreign = [p for p in outputs if not written_by_lewm(p)]
-        if foreign:
-            raise LewmError(f"{foreign[0]}: not written by lewm; refusing to replace it (move "
-                            "it away or choose another directory)")
-        for path in outputs:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    occupied = out.exists() and any(p.name != lock_file(out).name for p in out.iterdir())
+    for path in replaceable_outputs(out, force, resumable):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if occupied:
         kept = sorted(p.name for p in out.iterdir() if p.name != lock_file(out).name)
         if kept:
             print(f"{out}: replaced the earlier run, kept {', '.join(kept)}", flush=True)
@@ -123,27 +117,35 @@ def prepare_run_dir(out, force: bool, resume: bool, resumable: bool = True) -> P
     return out
 
 
-class StopFlag:
-    """Ctrl-C, and the SIGTERM or SIGHUP that schedulers, `timeout` and container stops send,
-    set a flag that the loop reads between steps, so the checkpoint written on the way out is
-    never of a half-applied optimizer step. A second signal interrupts at once."""
+def replaceable_outputs(out: Path, force: bool, resumable: bool = False) -> list[Path]:
+    """The outputs of an earlier run in `out` that `--force` replaces; without `force` an
+    occupied directory is refused, and so, always, is a file with a run output's name that
+    lewm did not write."""
+    if not out.exists() or not any(p.name != lock_file(out).name for p in out.iterdir()):
+        return []
+    outputs = run_outputs(out)
+    if not force:
+        hint = ", or --resume to continue its training" if resumable and outputs else ""
+        raise LewmError(f"{out}: already exists (pass --force to replace its run{hint})")
+    foreign = [p for p in outputs if not written_by_lewm(p)]
+    if foreign:
+        raise LewmError(f"{foreign[0]}: not written by lewm; refusing to replace it (move "
+                        "it away or choose another directory)")
+    return outputs
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self):
-        self.set = False
-        self.previous = {}
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def restore(self):
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+@contextmanager
+def writing(run_dir, output: str, what: str):
+    """Hold the lock of a run's `output` (beside it, in the run directory) while a verb makes
+    it: a second writer of the same output is refused in one line, and the existence check
+    of `load_run_model` inside holds until the output is written. A run directory that is
+    not there is left alone (loading names the problem)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        yield
+        return
+    with exclusive(run_dir / output, what):
+        yield
 
 
 def load_run_model(run_dir, outputs: tuple[str, ...], force: bool, device: str = "auto"):

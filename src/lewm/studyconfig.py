@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lewm.errors import LewmError
+from lewm.validate import check_numbers
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ProbeConfig:
     def __post_init__(self):
         if self.rows < 2:
             raise LewmError(f"--rows must be >= 2, got {self.rows}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class SurpriseConfig:
         if self.trajectories < 2 or self.blocks < 4:
             raise LewmError(f"--trajectories must be >= 2 and --blocks >= 4, got "
                             f"{self.trajectories} and {self.blocks}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,4 @@ class DecodeConfig:
             raise LewmError(f"--lr must be > 0, got {self.lr}")
         if not self.channels or min(self.channels) < 1:
             raise LewmError(f"decoder channels must be positive, got {self.channels}")
+        check_numbers(self)  # what the checks above leave: NaN, inf

@@ -21,7 +21,7 @@ from lewm.envs import make_env
 from lewm.envs.policies import make_policy
 from lewm.errors import LewmError
 from lewm.io import write_json
-from lewm.rundir import load_run_model
+from lewm.rundir import load_run_model, writing
 from lewm.worlds import get_world
 
 
@@ -104,6 +104,12 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
 def surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
              force: bool = False, device: str = "auto") -> dict:
     """Run the three variants; writes surprise.json and surprise.png in the run directory."""
+    with writing(run_dir, "surprise.json", "measured"):
+        return _surprise(run_dir, trajectories, blocks, seed, force, device)
+
+
+def _surprise(run_dir, trajectories: int = 64, blocks: int = 12, seed: int = 0,
+              force: bool = False, device: str = "auto") -> dict:
     run_dir = Path(run_dir)
     out = run_dir / "surprise.json"
     if trajectories < 2 or blocks < 4:

@@ -38,6 +38,7 @@ from lewm.model.normalize import ZScore
 from lewm.planning.config import PlanConfig, run_plan
 from lewm.rundir import MetricsLog, StopFlag, prepare_run_dir
 from lewm.trainconfig import TrainConfig, from_dict, to_dict, total_steps
+from lewm.validate import check_model_fits
 
 
 def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
@@ -193,6 +194,9 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     if resume:
         meta = read_meta(run_dir)
         cfg, plan = from_dict(meta["train"]), run_plan(meta)
+        if not data_path and not Path(meta["data"]["path"]).exists():
+            raise LewmError(f"{meta['data']['path']}: the run's dataset is not there; if it "
+                            "moved, pass its new path with --data (its fingerprint is checked)")
         data_path = data_path or meta["data"]["path"]
         resume_file = find_checkpoint(run_dir) / "resume.pt"
         if not resume_file.exists():
@@ -227,6 +231,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                             "run, or pass --force-data to continue on it knowingly")
     steps = total_steps(cfg, len(run.train))
     torch.manual_seed(cfg.seed)
+    check_model_fits(cfg.model, True, f"training this model ({cfg.model.rough_parameters():,} "
+                     "parameters)")
     model = LeWM(cfg.model).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -317,10 +323,10 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                                    sigreg_generator(cfg.seed, step), target)
             loss = terms["loss"]
             if not torch.isfinite(loss):
-                raise LewmError(
-                    f"loss became {loss.item()} at step {step}; stopped. The last good "
-                    f"checkpoint is in {run_dir / 'checkpoint'} (try a lower lr)"
-                )
+                kept = (f"the last good checkpoint is in {run_dir / 'checkpoint'}"
+                        if (run_dir / "checkpoint").exists() else "no checkpoint was written")
+                raise LewmError(f"loss became {loss.item()} at step {step}; stopped, {kept} "
+                                "(try a lower lr)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from lewm.errors import LewmError
 from lewm.model.config import ModelConfig
+from lewm.validate import check_numbers
 from lewm.worlds import WORLDS
 
 REGULARIZERS = ("sigreg", "none", "vicreg", "ema")
@@ -104,6 +105,8 @@ class TrainConfig:
                      "ckpt_every", "val_clips"):
             if getattr(self, name) < 1:
                 raise LewmError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.ema_momentum <= 1:
+            raise LewmError(f"ema_momentum must be in [0, 1], got {self.ema_momentum}")
         if not 0 <= self.seed < 2**31:
             raise LewmError(f"seed must be in [0, 2**31), got {self.seed}")
         if not self.epochs >= 0:
@@ -121,6 +124,7 @@ class TrainConfig:
             raise LewmError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise LewmError(f"device must be auto, cpu, cuda or mps, got {self.device!r}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
     @property
     def clip_frames(self) -> int:

@@ -22,6 +22,7 @@ from lewm.envs import GYM_IDS, make_env
 from lewm.envs.policies import check_policy, make_policy
 from lewm.errors import LewmError
 from lewm.io import check_output
+from lewm.signals import StopFlag
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
@@ -127,20 +128,43 @@ def _collect_envs(cfg: CollectConfig, out, force: bool, progress: bool) -> dict:
     )
     run = _run_in_workers if min(cfg.workers, len(groups)) > 1 else _run_here
     solved = []
-    with EpisodeWriter(out, attrs, force=force, compression=cfg.compression) as writer:
-        for indices, episodes, group_solved in run(cfg, groups, bar.update):
-            for episode in episodes:
-                writer.add(episode)
-            solved += group_solved
-            bar.set_postfix(episodes=indices[-1] + 1, solved=f"{np.mean(solved):.0%}")
-        # How often the policy reached the episode's own goal: the quality of the data.
-        writer.attrs["episodes_solved"] = float(np.mean(solved))
-    bar.close()
+    # Signals set a flag read between steps: the default handler's KeyboardInterrupt can be
+    # raised inside a callback, where Python drops it, and the collection would run on.
+    stop = []
+
+    def on_step(n: int) -> None:
+        bar.update(n)
+        if stop[0].set:
+            raise KeyboardInterrupt(f"stopped; nothing was written to {out}")
+
+    try:
+        with EpisodeWriter(out, attrs, force=force, compression=cfg.compression) as writer:
+            stop.append(StopFlag())  # inside the writer: its handlers are the ones replaced
+            try:
+                _write_groups(writer, run(cfg, groups, on_step), solved, bar, stop[0], out)
+            finally:
+                stop[0].restore()
+    finally:
+        bar.close()
     seconds = time.perf_counter() - start
     rows = cfg.episodes * (cfg.steps + 1)
     return {"path": str(out), "episodes": cfg.episodes, "rows": rows, "seconds": seconds,
             "steps_per_s": cfg.episodes * cfg.steps / seconds,
             "episodes_solved": float(np.mean(solved)), "policy": cfg.policy}
+
+
+def _write_groups(writer, groups, solved: list, bar, stop, out) -> None:
+    """Add each collected group's episodes in order; a stop request ends the collection with
+    nothing under the final name (the writer removes its temporary file)."""
+    for indices, episodes, group_solved in groups:
+        if stop.set:
+            raise KeyboardInterrupt(f"stopped; nothing was written to {out}")
+        for episode in episodes:
+            writer.add(episode)
+        solved += group_solved
+        bar.set_postfix(episodes=indices[-1] + 1, solved=f"{np.mean(solved):.0%}")
+    # How often the policy reached the episode's own goal: the quality of the data.
+    writer.attrs["episodes_solved"] = float(np.mean(solved))
 
 
 def _run_here(cfg: CollectConfig, groups, on_step):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lewm.errors import LewmError
+from lewm.validate import check_numbers
 from lewm.worlds import WORLDS
 
 COMPRESSIONS = ("none", "lzf", "gzip", "blosc")
@@ -53,3 +54,4 @@ class CollectConfig:
             raise LewmError(f"--noise-std must be finite and >= 0, got {self.noise_std}")
         if not 0 <= self.seed < 2**63:
             raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
+        check_numbers(self)  # what the checks above leave: NaN, inf

@@ -89,7 +89,7 @@ class EpisodeWriter:
         with the temporary file removed and a one-line error."""
         n = len(episode["action"])
         raw = sum(np.asarray(v).nbytes for v in episode.values())
-        need = (raw if not self.compress else raw // 20) + (4 << 20)  # + metadata slack
+        need = (raw if not self.compress else raw // 20) + (1 << 20)  # + metadata slack
         free = shutil.disk_usage(self.tmp.parent).free
         if free < need:
             raise LewmError(f"{self.tmp.parent}: no space left for {self.path.name} ({free >> 20} "
@@ -148,6 +148,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_world(path, attrs, world: str) -> None:
+    """Refuse an episode file of another world than the model's (files that do not say
+    which world they hold, such as some of the authors', are taken as they come)."""
+    held = attrs.get("world")
+    held = held.decode() if isinstance(held, bytes) else held
+    if held and str(held) != world:
+        raise LewmError(f"{path}: holds {held} episodes, but this run is a {world} model")
 
 
 def open_episodes(path, columns=("pixels", "action")) -> h5py.File:

@@ -8,6 +8,7 @@ in `merged_from` rather than kept from one file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,9 +18,13 @@ import numpy as np
 from lewm.data.config import COMPRESSIONS
 from lewm.data.hdf5 import INDEX, EpisodeWriter, open_episodes
 from lewm.errors import LewmError
+from lewm.locks import exclusive
 
 # Attributes that may differ between the sources: recorded per source, not kept.
-PER_SOURCE = ("seed", "episodes", "episodes_solved", "lewm_version", "num_envs", "workers")
+# "compression" too: the images are decompressed on reading, and the merged file is written
+# with the first file's.
+PER_SOURCE = ("seed", "episodes", "episodes_solved", "lewm_version", "num_envs", "workers",
+              "compression")
 
 
 def merge(paths, out, force: bool = False) -> dict:
@@ -31,12 +36,19 @@ def merge(paths, out, force: bool = False) -> dict:
     for p in paths:
         if p.exists() and out.exists() and p.resolve() == out.resolve():
             raise LewmError(f"{out}: is one of the files being merged; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):
+        return _merge(paths, out, force)
+
+
+def _merge(paths, out: Path, force: bool) -> dict:
     files = []
     try:
         for p in paths:
             files.append(open_episodes(p))
         columns = _columns(paths, files)
         attrs = _attrs(paths, files)
+        _refuse_repeats(paths, files)
         compression = str(files[0].attrs.get("compression", "none"))
         if compression not in COMPRESSIONS:
             compression = "none"
@@ -53,6 +65,26 @@ def merge(paths, out, force: bool = False) -> dict:
         for f in files:
             f.close()
     return {"path": str(out), "episodes": episodes, "rows": rows, "sources": len(paths)}
+
+
+def _refuse_repeats(paths, files) -> None:
+    """Refuse an episode that appears twice (the same file given twice, a copy of it, or
+    collections that overlap): the episode-level train/validation split would then hold
+    copies of one episode on both sides. An episode is known by its length and its first
+    frame and action."""
+    seen = {}
+    for p, f in zip(paths, files):
+        for e, (offset, length) in enumerate(zip(f["ep_offset"][()], f["ep_len"][()])):
+            row = int(offset)
+            key = hashlib.sha1(np.ascontiguousarray(f["pixels"][row]).tobytes()
+                               + np.nan_to_num(np.asarray(f["action"][row])).tobytes()
+                               + int(length).to_bytes(8, "little")).hexdigest()
+            if key in seen:
+                q, first = seen[key]
+                raise LewmError(f"{p}: episode {e} is episode {first} of {q} again; merging "
+                                "it twice would put one episode on both sides of the "
+                                "validation split")
+            seen[key] = (p, e)
 
 
 def _columns(paths, files) -> list[str]:
@@ -94,6 +126,8 @@ def _attrs(paths, files) -> dict:
     if len(solved) == len(files):  # how often the policy reached its goal, over all episodes
         shared["episodes_solved"] = sum(s * n for s, n in solved) / sum(n for _, n in solved)
     shared["merged_from"] = json.dumps(sources)
+    if "compression" in files[0].attrs:
+        shared["compression"] = files[0].attrs["compression"]
     return shared
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lewm.errors import LewmError
+from lewm.validate import check_numbers
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class ModelConfig:
     def __post_init__(self):
         if self.encoder not in ("vit", "conv"):
             raise LewmError(f"model.encoder must be 'vit' or 'conv', got {self.encoder!r}")
+        if self.encoder == "vit" and min(self.enc_depth, self.enc_heads, self.patch_size) < 1:
+            raise LewmError("model.enc_depth, enc_heads and patch_size must be >= 1")
+        if self.encoder == "conv" and (not self.conv_channels or min(self.conv_channels) < 1):
+            raise LewmError(f"model.conv_channels must be one or more positive widths, got "
+                            f"{self.conv_channels}")
         if self.pred_pos_init not in ("normal", "small"):
             raise LewmError(f"model.pred_pos_init must be 'normal' or 'small', got "
                             f"{self.pred_pos_init!r}")
@@ -100,6 +106,29 @@ class ModelConfig:
                 raise LewmError(f"model.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise LewmError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("enc_dim", "proj_hidden", "act_hidden", "act_channels", "pred_mlp"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
+
+    def rough_parameters(self) -> int:
+        """The parameter count to within a few percent (the large matrices only), known before
+        any is allocated: what a size that cannot fit is refused by."""
+        D, E = self.embed_dim, self.enc_dim
+        if self.encoder == "vit":
+            enc = self.enc_depth * 12 * E * E + (self.image_size // self.patch_size) ** 2 * E
+        else:
+            chans = (3, *self.conv_channels)
+            enc = sum(9 * a * b for a, b in zip(chans, chans[1:]))
+            side = self.image_size // max(1, self.conv_stride)
+            flat = 2 * self.conv_keypoints if self.conv_keypoints else chans[-1] * side * side
+            enc += flat * E
+        hd = self.pred_heads * self.pred_head_dim
+        pred = self.pred_depth * (4 * hd * D + 2 * D * self.pred_mlp + 6 * D * D)
+        proj = E * self.proj_hidden + 3 * self.proj_hidden * D
+        act = self.frameskip * self.action_dim * self.act_channels + (
+            self.act_channels + D) * self.act_hidden
+        return enc + pred + proj + act
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from lewm.errors import LewmError
+from lewm.validate import check_numbers
 
 COSTS = ("final", "path", "ramp")
 """how a candidate's predicted embeddings are scored against the goal (`CostConfig.cost`)"""
@@ -60,6 +61,7 @@ class CEMConfig:
         if not self.init_std > 0 or self.min_std < 0:
             raise LewmError(f"CEM init_std must be > 0 and min_std >= 0, got {self.init_std}, "
                             f"{self.min_std}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class MPCConfig:
             raise LewmError(f"--carry must be one of {', '.join(CARRY)}, got {self.carry!r}")
         if self.carry_std is not None and not self.carry_std > 0:
             raise LewmError(f"--carry-std must be > 0 (or unset), got {self.carry_std}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
     @property
     def period(self) -> int:
@@ -126,6 +129,7 @@ class CostConfig:
         if not self.disagreement >= 0:
             raise LewmError(f"planning disagreement weight must be >= 0, got "
                             f"{self.disagreement}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class RuntimeConfig:
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16"):
             raise LewmError(f"planning precision must be fp32 or bf16, got {self.precision!r}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ class GraphConfig:
         if min(self.nodes - 1, self.neighbours, self.probes, self.lookahead) < 1:
             raise LewmError("graph planner: nodes >= 2, and neighbours, probes and lookahead "
                             ">= 1")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ class PlanConfig:
         if self.planner not in PLANNERS:
             raise LewmError(f"--planner must be one of {', '.join(PLANNERS)}, got "
                             f"{self.planner!r}")
+        check_numbers(self)  # what the checks above leave: NaN, inf
 
     def replace(self, **parts) -> PlanConfig:
         """This config with fields of its parts replaced: `replace(mpc={"horizon": 3})`."""

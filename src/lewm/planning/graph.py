@@ -29,6 +29,7 @@ from lewm.planning.base import Plan, PlanRequest, PlanSetup
 from lewm.planning.cem import CEMPlanner
 from lewm.planning.config import GraphConfig, PlanConfig
 from lewm.planning.fast import rollout_of
+from lewm.validate import check_memory
 
 
 class LatentGraph:
@@ -151,6 +152,9 @@ def build_graph(model, data, episodes, cfg: GraphConfig, seed: int = 0) -> Laten
     """The graph over frames one action block apart of randomly drawn `episodes` of an
     EpisodeData, until `cfg.nodes` frames (see the module docstring)."""
     fs, A = model.cfg.frameskip, model.cfg.action_dim
+    D = model.cfg.embed_dim
+    check_memory(cfg.nodes * cfg.probes * (D + fs * A) * 4, f"the graph planner's {cfg.probes} "
+                 f"probes of {cfg.nodes} nodes", "lower --probes or --nodes")
     rng = np.random.default_rng(seed)
     rows, ep_of, count = [], [], 0
     for e in rng.permutation(np.asarray(episodes)):
