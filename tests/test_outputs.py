@@ -336,3 +336,23 @@ def test_merge_joins_files_of_different_compressions(tmp_path):
             progress=False)
     r = run_cli("merge", a, b, "--out", tmp_path / "ab.h5")
     assert "4 episodes" in r.stdout
+
+
+def test_a_damaged_decoder_is_a_one_line_warning_or_error(tiny_run, tmp_path):
+    """`eval --gifs` with a truncated decoder.safetensors warns in one line and draws its
+    GIFs without it; `lewm.decode.load_decoder` refuses it in one line."""
+    from lewm.decode import load_decoder
+    from lewm.errors import LewmError
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("decode*", "decoder*"))
+    (run / "decoder.json").write_text(json.dumps({"embed_dim": 32, "image_size": 32,
+                                                  "channels": [8, 8], "version": "0.1.0"}))
+    (run / "decoder.safetensors").write_bytes(b"\x10\x00\x00")
+    with pytest.raises(LewmError, match="cannot read its decoder"):
+        load_decoder(run)
+    r = run_cli("eval", run, "--episodes", 2, "--samples", 8, "--elites", 2, "--iterations", 1,
+                "--gifs", 1)
+    assert "warning:" in r.stderr and "Traceback" not in r.stderr
+    small = write_episode_file(tmp_path / "small.h5", [30, 30], size=16)
+    refused(run_cli("probe", run, "--data", small, check=False), "16 px frames", "32 px")

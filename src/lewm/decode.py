@@ -115,9 +115,12 @@ def load_decoder(run_dir, device="cpu") -> Decoder | None:
     except FileNotFoundError as e:
         raise LewmError(f"{run_dir}: incomplete decoder ({Path(e.filename).name} is missing; "
                         "rerun `lewm decode --force`)") from None
-    except (json.JSONDecodeError, KeyError, TypeError, RuntimeError, OSError) as e:
+    except Exception as e:  # noqa: BLE001  (json, safetensors and torch raise many types)
         raise LewmError(f"{run_dir}: cannot read its decoder ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:120]})") from None
+                        f"{(str(e).splitlines() or [''])[0][:120]}); rerun `lewm decode "
+                        "--force`") from None
+    if not all(bool(torch.isfinite(p).all()) for p in dec.parameters()):
+        raise LewmError(f"{weights}: holds NaN or inf; rerun `lewm decode --force`")
     if meta.get("model_sha256") != model_digest(run_dir):
         raise LewmError(f"{meta_path}: this decoder was trained for another world model (not "
                         f"this run's checkpoint); rerun `lewm decode {run_dir} --force`")
@@ -182,7 +185,8 @@ def _decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     world = card.world
     data_path = data_path or card.data["path"]
     data = EpisodeData(data_path)
-    check_world(data_path, data.attrs, model.card.world)
+    check_world(data_path, data.attrs, model.card.world, model.card.image_size,
+                data.image_size[0])
     size = data.image_size[0]
     train_eps, val_eps = held_out_split(card.data, data.num_episodes, cfg.seed)
     if len(train_eps) == 0 or len(val_eps) == 0:

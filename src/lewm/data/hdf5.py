@@ -150,13 +150,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_world(path, attrs, world: str) -> None:
-    """Refuse an episode file of another world than the model's (files that do not say
-    which world they hold, such as some of the authors', are taken as they come)."""
+def check_world(path, attrs, world: str, image_size: int | None = None,
+                frames: int | None = None) -> None:
+    """Refuse an episode file of another world than the model's, or (given both) of other
+    image sizes than its training data's (files that do not say which world they hold, such
+    as some of the authors', are taken as they come)."""
     held = attrs.get("world")
     held = held.decode() if isinstance(held, bytes) else held
     if held and str(held) != world:
         raise LewmError(f"{path}: holds {held} episodes, but this run is a {world} model")
+    if image_size and frames and image_size != frames:
+        raise LewmError(f"{path}: holds {frames} px frames, but this run was trained on "
+                        f"{image_size} px")
 
 
 def open_episodes(path, columns=("pixels", "action")) -> h5py.File:
