@@ -356,3 +356,37 @@ def test_a_damaged_decoder_is_a_one_line_warning_or_error(tiny_run, tmp_path):
     assert "warning:" in r.stderr and "Traceback" not in r.stderr
     small = write_episode_file(tmp_path / "small.h5", [30, 30], size=16)
     refused(run_cli("probe", run, "--data", small, check=False), "16 px frames", "32 px")
+
+
+def test_a_manifest_replays_an_evaluations_pairs_exactly(tiny_run, tmp_path):
+    """eval.json names its pairs (a SHA-256 of the list) and the checkpoint's weights;
+    `--manifest` replays those pairs, in order and with their budget, on any run or planner;
+    a malformed or other-world manifest is one line."""
+    run_cli("eval", tiny_run, "--episodes", 5, "--seed", 7, "--samples", 8, "--elites", 2,
+            "--iterations", 1, "--gifs", 0, "--force")
+    first = json.loads((tiny_run / "eval.json").read_text())
+    assert len(first["manifest"]["sha256"]) == 64 and first["manifest"]["episodes"] == 5
+    assert first["checkpoint_sha256"] == json.loads(
+        (tiny_run / "checkpoint" / "config.json").read_text())["model_sha256"]
+    kept = tmp_path / "first.json"
+    shutil.copy(tiny_run / "eval.json", kept)
+    r = run_cli("eval", tiny_run, "--manifest", kept, "--episodes", 3, "--samples", 8,
+                "--elites", 2, "--iterations", 2, "--gifs", 0, "--force")
+    assert first["manifest"]["sha256"][:12] in r.stdout
+    again = json.loads((tiny_run / "eval.json").read_text())
+    assert again["manifest"]["sha256"] == first["manifest"]["sha256"]
+    assert [(e["start_state"], e["goal_state"]) for e in again["episodes"]] == \
+        [(e["start_state"], e["goal_state"]) for e in first["episodes"]]
+    assert again["budget"] == first["budget"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    refused(run_cli("eval", tiny_run, "--manifest", bad, "--force", check=False),
+            "not a JSON manifest")
+    other = dict(first, world="pusht")
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    refused(run_cli("eval", tiny_run, "--manifest", tmp_path / "other.json", "--force",
+                    check=False), "an evaluation in world 'pusht'")
+    edited = dict(first, episodes=first["episodes"][1:])
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    refused(run_cli("eval", tiny_run, "--manifest", tmp_path / "edited.json", "--force",
+                    check=False), "do not match its manifest")

@@ -126,7 +126,8 @@ def cmd_eval(args) -> None:
         print(f"  of the {u['episodes']} episodes not solved at the start: success "
               f"{100 * u['success_rate']:.0f}%, random policy "
               f"{100 * u['random_success_rate']:.0f}%")
-    print(f"wrote {Path(args.run_dir) / 'eval.json'}")
+    print(f"wrote {Path(args.run_dir) / 'eval.json'} (manifest {r['manifest']['sha256'][:12]}: "
+          f"replay its episodes with --manifest)")
 
 
 def cmd_demo(args) -> None:

@@ -8,6 +8,7 @@ world's long-horizon set (Two-Room: the other room); or a JSON file of pairs.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ PAPER_BUDGET = 50
 @dataclass(frozen=True)
 class GoalSet:
     kind: str
-    """dataset, env, far, or the goal file's path"""
+    """dataset, env, far, the goal file's path, or the manifest replayed"""
     pairs: list
     """(start state, goal state) of each episode"""
     budget: int
@@ -35,11 +36,28 @@ class GoalSet:
     data: str | None = None
     """the episode file the pairs were drawn from (dataset goals)"""
 
+    @property
+    def sha256(self) -> str:
+        """The manifest's identity: SHA-256 of the pair list, as eval.json records it."""
+        return manifest_sha256(self.pairs)
+
+
+def manifest_sha256(pairs) -> str:
+    """SHA-256 of (start, goal) pairs written as JSON lists of floats: the same pairs give
+    the same hash whether drawn afresh or read back from an eval.json."""
+    doc = [[np.asarray(s, np.float64).tolist(), np.asarray(g, np.float64).tolist()]
+           for s, g in pairs]
+    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+
 
 def make_goals(kind: str, world: str, episodes: int, seed: int, offset: int = 25,
-               data_path=None, budget: int = 0) -> GoalSet:
-    """The goal set `kind` names for `world` (see the module docstring); `budget` > 0
-    replaces the set's own."""
+               data_path=None, budget: int = 0, manifest: str = "") -> GoalSet:
+    """The goal set `kind` names for `world` (see the module docstring), or with `manifest`
+    the pairs of a previous evaluation replayed exactly; `budget` > 0 replaces the set's
+    own."""
+    if manifest:
+        pairs, own = manifest_pairs(manifest, world)
+        return GoalSet(f"manifest {manifest}", pairs, budget or own)
     if kind == "dataset":
         pairs, own = dataset_pairs(data_path, episodes, offset, seed, world), PAPER_BUDGET
     elif kind == "env":
@@ -104,6 +122,53 @@ def far_pairs(world: str, n: int, seed: int) -> list[tuple]:
     return env_pairs(world, n, seed)
 
 
+def manifest_pairs(path, world: str) -> tuple[list[tuple], int]:
+    """The pairs (and budget) of a previous evaluation's eval.json, or of a goal-pairs file
+    (`file_pairs`), each state checked by the world's env; an evaluation of another world, or
+    a file that is neither, is a one-line error naming it."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LewmError(f"{path}: no such manifest") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LewmError(f"{path}: not a JSON manifest ({e})") from None
+    if not (isinstance(doc, dict) and "episodes" in doc):
+        return file_pairs(path, world)
+    if doc.get("world") != world:
+        raise LewmError(f"{path}: an evaluation in world {doc.get('world')!r}, but this run is "
+                        f"a {world} model")
+    episodes = doc["episodes"]
+    if not isinstance(episodes, list) or not episodes:
+        raise LewmError(f"{path}: its episodes are not a non-empty list")
+    items = [{"start": e.get("start_state"), "goal": e.get("goal_state")}
+             if isinstance(e, dict) else e for e in episodes]
+    pairs = _checked_pairs(path, items, world)
+    recorded = doc.get("manifest", {}).get("sha256") if isinstance(doc.get("manifest"),
+                                                                   dict) else None
+    if recorded is not None and recorded != manifest_sha256(pairs):
+        raise LewmError(f"{path}: its episodes do not match its manifest's SHA-256 (edited?)")
+    budget = doc.get("budget", 0)
+    return pairs, budget if isinstance(budget, int) and budget > 0 else 0
+
+
+def _checked_pairs(path, items, world: str) -> list[tuple]:
+    """(start, goal) of each {"start": ..., "goal": ...} item, checked by the world's env."""
+    env = make_env(world, 16)
+    pairs = []
+    try:
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not {"start", "goal"} <= set(item):
+                raise LewmError(f'{path}: pair {i} must be an object with "start" and "goal"')
+            try:
+                pairs.append((env.check_state(item["start"], "start"),
+                              env.check_state(item["goal"], "goal")))
+            except (LewmError, TypeError, ValueError) as e:
+                raise LewmError(f"{path}: pair {i}: {e}") from None
+    finally:
+        env.close()
+    return pairs
+
+
 def file_pairs(path, world: str) -> tuple[list[tuple], int]:
     """(start, goal) state pairs from a JSON file, and its budget (0: none given):
     {"pairs": [{"start": [...], "goal": [...]}, ...], "budget": 200} or a bare list of pairs.
@@ -121,17 +186,4 @@ def file_pairs(path, world: str) -> tuple[list[tuple], int]:
                         "with at least one pair")
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
         raise LewmError(f"{path}: budget must be a non-negative integer, got {budget!r}")
-    env = make_env(world, 16)
-    pairs = []
-    try:
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or not {"start", "goal"} <= set(item):
-                raise LewmError(f'{path}: pair {i} must be an object with "start" and "goal"')
-            try:
-                pairs.append((env.check_state(item["start"], "start"),
-                              env.check_state(item["goal"], "goal")))
-            except (LewmError, TypeError, ValueError) as e:
-                raise LewmError(f"{path}: pair {i}: {e}") from None
-    finally:
-        env.close()
-    return pairs, budget
+    return _checked_pairs(path, items, world), budget

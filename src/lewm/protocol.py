@@ -24,6 +24,11 @@ class EvalConfig:
     """dataset: the paper's, starts and goals `offset` steps apart in dataset rows; env:
     drawn by the environment; far: the world's long-horizon set (Two-Room: other room);
     or a .json file of (start, goal) state pairs"""
+    manifest: str = ""
+    """a previous evaluation's eval.json, or a goal-pairs file: its (start, goal) pairs are
+    replayed exactly, in their order and with its budget, in place of drawing them (so that
+    two planners or models are compared on the same episodes; --goals, --episodes and
+    --offset then do not apply)"""
     gifs: int = 4
     """episodes written as GIFs (observation beside goal)"""
     batch: int = 0
