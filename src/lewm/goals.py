@@ -126,14 +126,9 @@ def manifest_pairs(path, world: str) -> tuple[list[tuple], int]:
     """The pairs (and budget) of a previous evaluation's eval.json, or of a goal-pairs file
     (`file_pairs`), each state checked by the world's env; an evaluation of another world, or
     a file that is neither, is a one-line error naming it."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise LewmError(f"{path}: no such manifest") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LewmError(f"{path}: not a JSON manifest ({e})") from None
+    doc = _read_json(path, "manifest")
     if not (isinstance(doc, dict) and "episodes" in doc):
-        return file_pairs(path, world)
+        return _file_pairs(doc, path, world)
     if doc.get("world") != world:
         raise LewmError(f"{path}: an evaluation in world {doc.get('world')!r}, but this run is "
                         f"a {world} model")
@@ -173,12 +168,19 @@ def file_pairs(path, world: str) -> tuple[list[tuple], int]:
     """(start, goal) state pairs from a JSON file, and its budget (0: none given):
     {"pairs": [{"start": [...], "goal": [...]}, ...], "budget": 200} or a bare list of pairs.
     Each state is checked by the world's env; a bad file is a one-line error naming it."""
+    return _file_pairs(_read_json(path, "goal file"), path, world)
+
+
+def _read_json(path, what: str):
     try:
-        doc = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise LewmError(f"{path}: no such goal file") from None
+        raise LewmError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LewmError(f"{path}: not a JSON goal file ({e})") from None
+        raise LewmError(f"{path}: not a JSON {what} ({e})") from None
+
+
+def _file_pairs(doc, path, world: str) -> tuple[list[tuple], int]:
     items = doc.get("pairs") if isinstance(doc, dict) else doc
     budget = doc.get("budget", 0) if isinstance(doc, dict) else 0
     if not isinstance(items, list) or not items:

@@ -12,7 +12,6 @@ from lewm.checkpoint import find_checkpoint
 from lewm.errors import LewmError
 from lewm.io import atomic_path
 from lewm.locks import exclusive, lock_file
-from lewm.signals import StopFlag  # noqa: F401  (where training has always found it)
 
 
 class MetricsLog:

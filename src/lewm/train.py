@@ -36,7 +36,8 @@ from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM, ModelCard
 from lewm.model.normalize import ZScore
 from lewm.planning.config import PlanConfig, run_plan
-from lewm.rundir import MetricsLog, StopFlag, prepare_run_dir
+from lewm.rundir import MetricsLog, prepare_run_dir
+from lewm.signals import StopFlag
 from lewm.trainconfig import TrainConfig, from_dict, to_dict, total_steps
 from lewm.validate import check_model_fits
 

@@ -115,6 +115,20 @@ class LeWM(nn.Module):
         pred = self.predict(emb[:, :h], self.embed_actions(actions[:, :h]))  # (B, h, D)
         return emb, pred
 
+    def rollout_actions(self, context_emb: torch.Tensor, context_actions: torch.Tensor | None,
+                        future_actions: torch.Tensor) -> torch.Tensor:
+        """The action embeddings (B, H - 1 + K, D) of a rollout's context and future blocks
+        (see `rollout`), checked to pair with the H context frames."""
+        H = context_emb.shape[1]
+        if context_actions is None:
+            context_actions = future_actions[:, :0]
+        if context_actions.shape[1] != H - 1:
+            # Each context frame but the last needs the block taken from it; without them the
+            # action embeddings would pair with the wrong frames.
+            raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
+                             f"got {context_actions.shape[1]}")
+        return self.embed_actions(torch.cat([context_actions, future_actions], 1))
+
     def rollout(self, context_emb: torch.Tensor, context_actions: torch.Tensor | None,
                 future_actions: torch.Tensor) -> torch.Tensor:
         """Predict K future embeddings autoregressively.
@@ -127,14 +141,7 @@ class LeWM(nn.Module):
         sees at most `history` frames, as in training.
         """
         H, K = context_emb.shape[1], future_actions.shape[1]
-        if context_actions is None:
-            context_actions = future_actions[:, :0]
-        if context_actions.shape[1] != H - 1:
-            # Each context frame but the last needs the block taken from it; without them the
-            # action embeddings would pair with the wrong frames.
-            raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
-                             f"got {context_actions.shape[1]}")
-        acts = self.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
+        acts = self.rollout_actions(context_emb, context_actions, future_actions)
         # Step k predicts from the last `history` tokens (their positions 0, 1, ... within
         # the window), and only the last token's output is projected. This is the definition;
         # planning runs the same computation faster (a cache while the window grows, one

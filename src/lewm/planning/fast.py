@@ -109,12 +109,7 @@ def fast_rollout(model: LeWM, context_emb: torch.Tensor, context_actions: torch.
                  future_actions: torch.Tensor) -> torch.Tensor:
     """`model.rollout`, the same predictions faster (see the module docstring)."""
     H, K = context_emb.shape[1], future_actions.shape[1]
-    if context_actions is None:
-        context_actions = future_actions[:, :0]
-    if context_actions.shape[1] != H - 1:
-        raise ValueError(f"rollout: {H} context frames need {H - 1} context action blocks, "
-                         f"got {context_actions.shape[1]}")
-    acts = model.embed_actions(torch.cat([context_actions, future_actions], 1))  # (B, H-1+K, D)
+    acts = model.rollout_actions(context_emb, context_actions, future_actions)  # (B, H-1+K, D)
     # While the sequence still fits the history (positions 0, 1, ...), earlier tokens keep
     # their positions and, the attention being causal, their keys and values: a cache makes
     # each step one new token. Once the window slides, it is recomputed. A token's AdaLN
