@@ -37,6 +37,18 @@ def write_episode_file(path, ep_lens, action_dim=2, size=16, **overrides):
     return path
 
 
+@pytest.fixture(scope="module")
+def envs():
+    """One env per world at 32 px, shared by the tests of a module (MuJoCo ones are slow
+    to build)."""
+    from lewm.envs import make_env
+
+    made = {}
+    yield lambda world: made.setdefault(world, make_env(world, 32))
+    for env in made.values():
+        env.close()
+
+
 @pytest.fixture(scope="session")
 def tworoom_file(tmp_path_factory):
     """A small collected Two-Room dataset shared by the tests."""

@@ -42,6 +42,9 @@ class PointWorld:
     def success(self) -> bool:
         return bool(np.linalg.norm(self.state - self.goal) < 0.05)
 
+    strict_success = success  # one criterion, first hit: episodes stop where they always did
+    strict_hold = 1
+
     def step(self, a):
         a = np.asarray(a, np.float64)
         self.taken.append(a.copy())

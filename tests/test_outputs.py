@@ -390,3 +390,10 @@ def test_a_manifest_replays_an_evaluations_pairs_exactly(tiny_run, tmp_path):
     (tmp_path / "edited.json").write_text(json.dumps(edited))
     refused(run_cli("eval", tiny_run, "--manifest", tmp_path / "edited.json", "--force",
                     check=False), "do not match its manifest")
+    # beside it, the same episodes from rest (Two-Room has no velocity: the same pairs)
+    run_cli("eval", tiny_run, "--manifest", kept, "--start", "rest", "--name", "eval-rest.json",
+            "--samples", 8, "--elites", 2, "--iterations", 1, "--gifs", 0)
+    rest = json.loads((tiny_run / "eval-rest.json").read_text())
+    assert rest["manifest"]["start"] == "rest"
+    assert rest["manifest"]["sha256"] == first["manifest"]["sha256"]
+    refused(run_cli("eval", tiny_run, "--name", "../eval.json", check=False), "--name must")

@@ -235,8 +235,11 @@ def test_mpc_with_an_oracle_model_solves_two_room(tworoom_file):
     envs, obs = make_envs("tworoom", 64, pairs)
     goals = np.stack([e.goal_pixels() for e in envs])
     logs, timings = mpc(OracleTwoRoom(), envs, obs, goals, budget=50, seed=0)
-    assert all(log.success for log in logs), [log.steps for log in logs]
-    assert timings[0][1] == sum(not e.success() for e in make_envs("tworoom", 16, pairs)[0])
+    assert all(log.success and log.strict_success for log in logs), [log.steps for log in logs]
+    at_start = [e.success() for e in make_envs("tworoom", 16, pairs)[0]]
+    assert any(at_start) and [log.success_step == 0 for log in logs] == at_start
+    # solved at the start is not yet held: those episodes are planned too, to decide it
+    assert timings[0][1] == len(pairs)
 
 
 class PlanSpy(OracleTwoRoom):
@@ -307,6 +310,18 @@ def test_evaluation_is_deterministic(tiny_run):
                 "episodes", "plan_ms_mean", "plan_ms_p95", "wall_s", "config", "version"):
         assert key in a
     assert (tiny_run / "a.png").exists() and (tiny_run / "a_episode00.gif").exists()
+    strict = a["strict"]  # the strict criterion, with the same fields as the authors'
+    for key in ("success_rate", "success_ci95", "random_success_rate", "random_success_ci95",
+                "solved_at_start", "unsolved_at_start"):
+        assert key in strict and key in a
+    assert set(a["criteria"]) == {"authors", "strict"} and a["manifest"]["start"] == "recorded"
+    for e in a["episodes"]:
+        assert {"success", "random_success", "strict_success", "random_strict_success",
+                "strict_step", "strict_at_start"} <= set(e)
+        assert (e["strict_step"] is not None) == e["strict_success"]
+    assert strict["success_rate"] == np.mean([e["strict_success"] for e in a["episodes"]])
+    assert strict["random_success_rate"] == np.mean([e["random_strict_success"]
+                                                     for e in a["episodes"]])
     todo = [e for e in a["episodes"] if not e["solved_at_start"]]
     u = a["unsolved_at_start"]
     assert u["episodes"] == len(todo)

@@ -26,16 +26,6 @@ ALL = [world_param(w) for w in GYM_IDS]
 ACTION_DIM = {"tworoom": 2, "pusht": 2, "reacher": 2, "cube": 5}
 
 
-@pytest.fixture(scope="module")
-def envs():
-    """One env per world at 32 px, shared by the tests of this module (MuJoCo ones are slow
-    to build)."""
-    made = {}
-    yield lambda world: made.setdefault(world, make_env(world, 32))
-    for env in made.values():
-        env.close()
-
-
 @pytest.mark.parametrize("world", ALL)
 def test_spaces_and_dtypes(envs, world):
     env = envs(world)

@@ -111,23 +111,34 @@ def cmd_eval(args) -> None:
     if changed(base):
         print(f"planning as the run's recipe says ({' '.join(changed(base))}), with this "
               "command's flags on top")
+    name = args.name
+    if Path(name).name != name or not (name.startswith("eval") and name.endswith(".json")):
+        raise LewmError(f"--name must be a file name eval*.json (e.g. eval-rest.json), got "
+                        f"{name!r}")
     r = eval_run(args.run_dir, from_flags(args, EvalConfig), plan_from_flags(args, base),
                  data_path=args.data, force=args.force, device=args.device,
-                 ensemble=args.ensemble or ())
-    lo, hi = r["success_ci95"]
-    print(f"success {100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f}) over "
-          f"{r['episodes_evaluated']} episodes; random policy "
+                 ensemble=args.ensemble or (), out_name=name)
+    print(f"success {rate_ci(r)} over {r['episodes_evaluated']} episodes; random policy "
           f"{100 * r['random_success_rate']:.0f}%, solved at start "
           f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode-plan, "
           f"{r['plan_s_per_episode']:.1f} s/episode (budget {r['budget']} steps); "
           f"{r['wall_s']:.0f} s")
+    st = r["strict"]
+    print(f"  strict ({r['criteria']['strict']}): success {rate_ci(st)}, random policy "
+          f"{100 * st['random_success_rate']:.0f}%")
     u = r["unsolved_at_start"]
     if u["episodes"] and u["episodes"] < r["episodes_evaluated"]:
         print(f"  of the {u['episodes']} episodes not solved at the start: success "
               f"{100 * u['success_rate']:.0f}%, random policy "
               f"{100 * u['random_success_rate']:.0f}%")
-    print(f"wrote {Path(args.run_dir) / 'eval.json'} (manifest {r['manifest']['sha256'][:12]}: "
+    print(f"wrote {Path(args.run_dir) / name} (manifest {r['manifest']['sha256'][:12]}: "
           f"replay its episodes with --manifest)")
+
+
+def rate_ci(r: dict) -> str:
+    """A success rate and its 95 % interval, as the verbs print them."""
+    lo, hi = r["success_ci95"]
+    return f"{100 * r['success_rate']:.0f}% (95% CI {100 * lo:.0f}-{100 * hi:.0f})"
 
 
 def cmd_demo(args) -> None:
@@ -161,6 +172,7 @@ def cmd_demo(args) -> None:
     r = eval_run(out, EvalConfig(), plan, device=args.device)
     total = time.perf_counter() - start
     lo, hi = r["success_ci95"]
+    st = r["strict"]
     val = trained["val"]
     rows = [
         ("data", f"{collect_cfg.episodes} episodes x {collect_cfg.steps} steps, "
@@ -175,12 +187,36 @@ def cmd_demo(args) -> None:
                     f"over {r['episodes_evaluated']} episodes (paper LeWM: 87%)", ""),
         ("random policy", f"{100 * r['random_success_rate']:.0f}%", ""),
         ("solved at start", f"{100 * r['solved_at_start']:.0f}%", ""),
+        ("strict success", f"{rate_ci(st)}, held 3 steps; random policy "
+                           f"{100 * st['random_success_rate']:.0f}%", ""),
         ("total", "", f"{total / 60:.1f} min"),
     ]
     print()
     for name, what, when in rows:
         print(f"  {name:<16} {what:<72} {when:>12}")
     print(f"\nrun directory: {out}  (eval.json, eval.png, curves.png, eval_episode*.gif)")
+
+
+def cmd_summary(args) -> None:
+    from lewm.io import atomic_path, check_output, refuse_overlap, write_json
+    from lewm.locks import exclusive
+    from lewm.summary import read_eval, summarise_seeds, table
+
+    summary = summarise_seeds([read_eval(p) for p in args.evals])
+    text = table(summary)
+    print(text, end="")
+    if args.out:
+        out = Path(args.out)
+        md = out.with_suffix(".md")
+        refuse_overlap(out, [Path(p) / "eval.json" if Path(p).is_dir() else p
+                             for p in args.evals], holding=False)
+        with exclusive(out):
+            check_output(out, args.force)
+            check_output(md, args.force)
+            write_json(out, summary)
+            with atomic_path(md) as tmp:
+                tmp.write_text(text)
+        print(f"wrote {out} and {md}")
 
 
 def cmd_probe(args) -> None:
@@ -344,7 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "a plan one model is wrong about scores badly under the others")
     add_flags(e, EvalConfig, title="evaluation protocol")
     add_plan_flags(e)
-    e.add_argument("--force", action="store_true", help="replace an existing eval.json")
+    e.add_argument("--name", default="eval.json", help="the result's file name in the run "
+                   "directory, eval*.json (its GIFs and PNG take its stem), so that several "
+                   "evaluations of one run (other seeds, --start rest) live side by side "
+                   "(default: eval.json)")
+    e.add_argument("--force", action="store_true", help="replace an existing result")
     add_device(e)
     e.set_defaults(func=cmd_eval)
     d = sub.add_parser("demo", help="collect, train and evaluate Two-Room on a CPU (~5 min)")
@@ -360,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device(d, "the device of training and planning")
     d.set_defaults(func=cmd_demo)
+    sm = sub.add_parser("summary", help="several models' evaluations on the same episodes "
+                        "(e.g. a recipe's training seeds) as one result: mean +- std over "
+                        "models and the pooled CI, under both criteria")
+    sm.add_argument("evals", nargs="+", metavar="EVAL", help="eval.json files or run "
+                    "directories (their eval.json); one model's several episode sets pool")
+    sm.add_argument("--out", help="write the summary here (.json) and its table beside it (.md)")
+    sm.add_argument("--force", action="store_true", help="replace an existing summary")
+    sm.set_defaults(func=cmd_summary)
+
     pr = sub.add_parser("probe", help="linear and MLP probes of the latent space")
     pr.add_argument("run_dir")
     pr.add_argument("--data", help="episode file (default: the training data)")

@@ -52,7 +52,7 @@ def _eval_run(run_dir: Path, protocol, plan, data_path, force, device, out_name,
                         f"expects {model.cfg.action_dim}-D")
     data_path = data_path or model.card.data["path"]
     goals = make_goals(protocol.goals, world, protocol.episodes, protocol.seed, protocol.offset,
-                       data_path, protocol.budget, protocol.manifest)
+                       data_path, protocol.budget, protocol.manifest, protocol.start)
     planner = make_planner(plan, model, plan_setup(model, action_space, protocol.seed,
                                                    data_path))
     decoder = run_decoder(run_dir, model) if protocol.gifs else None

@@ -3,7 +3,9 @@ and the step budget that goes with them (docs/design.md §1.4).
 
 dataset: the paper's, start rows drawn with a seed from an episode file and the goal the
 state `offset` steps later in the same episode; env: drawn by the environment; far: the
-world's long-horizon set (Two-Room: the other room); or a JSON file of pairs.
+world's long-horizon set (Two-Room: the other room); or a JSON file of pairs. Any of them
+may start at rest: each start state with its velocities zeroed (`start="rest"`), since a
+start restored mid-trajectory carries a velocity that one frame does not show.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class GoalSet:
     """env steps allowed per episode"""
     data: str | None = None
     """the episode file the pairs were drawn from (dataset goals)"""
+    start: str = "recorded"
+    """recorded: the start states as drawn; rest: with their velocities zeroed"""
 
     @property
     def sha256(self) -> str:
@@ -50,14 +54,21 @@ def manifest_sha256(pairs) -> str:
     return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
 
 
+START_KINDS = ("recorded", "rest")
+
+
 def make_goals(kind: str, world: str, episodes: int, seed: int, offset: int = 25,
-               data_path=None, budget: int = 0, manifest: str = "") -> GoalSet:
+               data_path=None, budget: int = 0, manifest: str = "",
+               start: str = "recorded") -> GoalSet:
     """The goal set `kind` names for `world` (see the module docstring), or with `manifest`
     the pairs of a previous evaluation replayed exactly; `budget` > 0 replaces the set's
-    own."""
+    own; `start="rest"` zeroes the start states' velocities."""
+    if start not in START_KINDS:
+        raise LewmError(f"--start must be one of {', '.join(START_KINDS)}, got {start!r}")
     if manifest:
         pairs, own = manifest_pairs(manifest, world)
-        return GoalSet(f"manifest {manifest}", pairs, budget or own)
+        return GoalSet(f"manifest {manifest}", at_rest(pairs, world, start), budget or own,
+                       start=start)
     if kind == "dataset":
         pairs, own = dataset_pairs(data_path, episodes, offset, seed, world), PAPER_BUDGET
     elif kind == "env":
@@ -67,7 +78,18 @@ def make_goals(kind: str, world: str, episodes: int, seed: int, offset: int = 25
     else:
         pairs, own = file_pairs(kind, world)
         own = own or PAPER_BUDGET
-    return GoalSet(kind, pairs, budget or own, str(data_path) if kind == "dataset" else None)
+    return GoalSet(kind, at_rest(pairs, world, start), budget or own,
+                   str(data_path) if kind == "dataset" else None, start)
+
+
+def at_rest(pairs, world: str, start: str) -> list[tuple]:
+    """`pairs` with each start put at rest by its world's env (`at_rest`) when `start` is
+    "rest"; the goals are images, which velocities do not change."""
+    if start != "rest":
+        return pairs
+    module, name = get_world(world).env.split(":")
+    env_class = getattr(importlib.import_module(module), name)
+    return [(env_class.at_rest(s), g) for s, g in pairs]
 
 
 def read_states(f, path, world: str) -> np.ndarray:

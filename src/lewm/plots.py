@@ -65,20 +65,30 @@ def plot_training(metrics_path, out_png) -> None:
 
 
 def plot_eval(result: dict, out_png) -> None:
-    """Success against the random floor and the already-solved fraction, and when episodes
-    were solved."""
+    """Success against the random floor and the already-solved fraction under each criterion
+    (the strict one when the result has it), and when episodes were solved."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     ax = axes[0]
-    names = ["LeWM (CEM)", "random policy", "solved at start"]
-    values = [result["success_rate"], result["random_success_rate"], result["solved_at_start"]]
-    lo, hi = result["success_ci95"]
-    err = [[values[0] - lo, 0, 0], [hi - values[0], 0, 0]]
-    ax.bar(names, values, yerr=err, color=["tab:blue", "tab:gray", "tab:olive"], capsize=4)
-    for x, v in enumerate(values):
-        ax.text(x, v + 0.02, f"{100 * v:.0f}%", ha="center")
-    ax.set(ylim=(0, 1.1), ylabel="fraction of episodes",
+    groups = [("authors'", result)] + ([("strict", result["strict"])] if "strict" in result
+                                       else [])
+    kinds = [("success_rate", "LeWM", "tab:blue"), ("random_success_rate", "random policy",
+             "tab:gray"), ("solved_at_start", "solved at start", "tab:olive")]
+    width = 0.8 / len(kinds)
+    for j, (key, label, colour) in enumerate(kinds):
+        xs = [g + (j - 1) * width for g in range(len(groups))]
+        values = [r[key] for _, r in groups]
+        err = None
+        if key == "success_rate":
+            err = [[v - r["success_ci95"][0] for v, (_, r) in zip(values, groups)],
+                   [r["success_ci95"][1] - v for v, (_, r) in zip(values, groups)]]
+        ax.bar(xs, values, width, yerr=err, color=colour, capsize=4, label=label)
+        for x, v in zip(xs, values):
+            ax.text(x, v + 0.02, f"{100 * v:.0f}%", ha="center", fontsize=8)
+    ax.set_xticks(range(len(groups)), [f"{name} criterion" for name, _ in groups])
+    ax.set(ylim=(0, 1.15), ylabel="fraction of episodes",
            title=f"{result['world']}: {result['episodes_evaluated']} episodes")
+    ax.legend(fontsize=7, loc="upper right")
     ax = axes[1]
     steps = [e["success_step"] for e in result["episodes"] if e["success"]]
     # The budget used, not the one asked for: 0 asks for the goal set's own.

@@ -29,6 +29,10 @@ class EvalConfig:
     replayed exactly, in their order and with its budget, in place of drawing them (so that
     two planners or models are compared on the same episodes; --goals, --episodes and
     --offset then do not apply)"""
+    start: str = "recorded"
+    """recorded: each episode starts in its start state as drawn (the paper's); rest: with
+    the state's velocities zeroed (Push-T's agent, Reacher's joints, Cube's arm and cube),
+    which one frame cannot show the planner"""
     gifs: int = 4
     """episodes written as GIFs (observation beside goal)"""
     batch: int = 0
@@ -44,6 +48,8 @@ class EvalConfig:
         if self.goals not in ("dataset", "env", "far") and not self.goals.endswith(".json"):
             raise LewmError(f"--goals must be dataset, env, far or a .json file, got "
                             f"{self.goals!r}")
+        if self.start not in ("recorded", "rest"):
+            raise LewmError(f"--start must be recorded or rest, got {self.start!r}")
         if not 0 <= self.seed < 2**63:
             raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.gifs < 0 or self.batch < 0:

@@ -1,5 +1,12 @@
 """What every world shares: square RGB uint8 observations of a chosen size and actions in
-[-1, 1]. Each world subclasses `PixelWorld` and adds its dynamics, state and success rule."""
+[-1, 1]. Each world subclasses `PixelWorld` and adds its dynamics, state and success rules:
+
+* `success(state=None, goal_state=None)`: the authors' criterion, reported as `terminated`;
+* `strict_success(state=None, goal_state=None)`: the strict criterion's predicate, which an
+  evaluation requires for `strict_hold` steps in a row (lewm.criteria);
+* `success_rule`, `strict_rule`: each in words, for eval.json;
+* `at_rest(state)`: the state with its velocities zeroed (`lewm eval --start rest`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,11 @@ MIN_SIZE = 16  # the encoders' patching and convolutions need at least this many
 
 
 class PixelWorld(gym.Env):
+    strict_hold = 3
+    """steps in a row the strict predicate must hold (the audits' 3; 1: first hit)"""
+    success_rule = ""
+    strict_rule = ""
+
     def __init__(self, size: int, render_mode: str | None, action_dim: int):
         if int(size) < MIN_SIZE:
             raise LewmError(f"image size {size} is too small (at least {MIN_SIZE})")

@@ -8,8 +8,9 @@ the block's velocity every substep), so the block only moves while it is pushed.
 
 State (7,): agent x, y; block x, y (the middle of the bar's outer edge, the body origin);
 block angle in [0, 2 pi); agent vx, vy. Proprio (4,): agent x, y, vx, vy. These follow the
-layout of the authors' datasets. Success: ||(agent xy, block xy) - goal|| < 20 and the
-block angle within pi / 9 of the goal's.
+layout of the authors' datasets. Success (the authors'): ||(agent xy, block xy) - goal|| < 20
+and the block angle within pi / 9 of the goal's. Strict: the block alone within 20 of the
+goal's position and pi / 9 of its angle (the agent may be anywhere), for 3 steps in a row.
 
 Images are drawn by a small numpy rasteriser with supersampling (no pygame): white floor,
 light grey walls, a slate-grey T and a royal-blue agent. The goal pose is *not* drawn into
@@ -334,6 +335,29 @@ class PushTEnv(PixelWorld):
     def success(self, state=None, goal_state=None) -> bool:
         return self.is_success(self.sim.state() if state is None else state,
                                self.goal if goal_state is None else goal_state)
+
+    success_rule = (f"|(agent xy, block xy) - goal's| < {SUCCESS_POS:g} and the block angle "
+                    "within pi/9 of the goal's")
+    strict_rule = (f"the block within {SUCCESS_POS:g} of the goal's position and pi/9 of its "
+                   "angle (the agent anywhere), for 3 steps in a row")
+
+    @staticmethod
+    def block_at_goal(state, goal_state) -> bool:
+        """The strict predicate: the block's pose alone, at the authors' tolerances."""
+        s, g = np.asarray(state, np.float64), np.asarray(goal_state, np.float64)
+        return bool(np.linalg.norm(s[2:4] - g[2:4]) < SUCCESS_POS
+                    and abs(wrap(s[4] - g[4])) < SUCCESS_ANGLE)
+
+    def strict_success(self, state=None, goal_state=None) -> bool:
+        return self.block_at_goal(self.sim.state() if state is None else state,
+                                  self.goal if goal_state is None else goal_state)
+
+    @staticmethod
+    def at_rest(state) -> np.ndarray:
+        """The agent's velocity zeroed (the block has none: it moves only while pushed)."""
+        s = np.asarray(state, dtype=np.float64).copy()
+        s[5:7] = 0.0
+        return s
 
     def render(self):
         return self.renderer.render(self.sim.state())

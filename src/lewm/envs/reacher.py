@@ -188,6 +188,24 @@ class ReacherEnv(PixelWorld):
         g = self.goal if goal_state is None else np.asarray(goal_state, dtype=np.float64)
         return bool(np.all(joint_error(s[:2], g[:2]) < SUCCESS_TOL))
 
+    success_rule = f"both joint angles within {SUCCESS_TOL:g} rad of the goal's (shoulder wrapped)"
+    strict_rule = (f"both wrapped joint angles within {SUCCESS_TOL:g} rad of the goal's, first "
+                   "hit (the authors' criterion as lewm has always computed it)")
+    strict_hold = 1
+
+    def strict_success(self, state=None, goal_state=None) -> bool:
+        """The same predicate: lewm's authors' criterion already compares the unbounded
+        shoulder modulo 2 pi (the authors' code compares raw angles), and a reach counts
+        when first hit, as the audits count it."""
+        return self.success(state, goal_state)
+
+    @staticmethod
+    def at_rest(state) -> np.ndarray:
+        """Both joint velocities zeroed."""
+        s = np.asarray(state, dtype=np.float64).copy()
+        s[2:4] = 0.0
+        return s
+
     def render(self) -> np.ndarray:
         """The current image (size, size, 3) uint8 from camera 0."""
         if self.camera is None:

@@ -180,6 +180,20 @@ class TwoRoomEnv(PixelWorld):
         g = self.goal if goal_state is None else np.asarray(goal_state, dtype=np.float64)
         return bool(np.linalg.norm(s - g) < SUCCESS_RADIUS)
 
+    success_rule = f"within {SUCCESS_RADIUS:g} units of the goal position"
+    strict_rule = (f"within {SUCCESS_RADIUS:g} units of the goal position for 3 steps in a "
+                   "row (the wall is solid, so every route is physical)")
+
+    def strict_success(self, state=None, goal_state=None) -> bool:
+        """The authors' predicate: only the hold makes the criterion strict here, since a
+        move into the wall stops at the wall and no route can pass through it."""
+        return self.success(state, goal_state)
+
+    @staticmethod
+    def at_rest(state) -> np.ndarray:
+        """The agent has no velocity: the state itself."""
+        return np.asarray(state, dtype=np.float64).copy()
+
     def render(self):
         return self.renderer.render(self.pos)[0]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lewm.criteria import Outcome
 from lewm.model.embed import embed_frames
 from lewm.model.normalize import ZScore
 from lewm.planning.base import Plan, PlanRequest, PlanSetup
@@ -23,9 +24,7 @@ from lewm.planning.fast import rollout_of
 
 
 @dataclass
-class EpisodeLog:
-    success: bool = False
-    success_step: int | None = None
+class EpisodeLog(Outcome):
     steps: int = 0
     frames: list = field(default_factory=list)
     imagined: list = field(default_factory=list)
@@ -122,7 +121,8 @@ class Recorder:
 def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int = 50,
             episode_ids=None, recorder=None) -> tuple[list[EpisodeLog], list]:
     """Drive `envs` (already reset; `obs` their first observations) towards `goal_pixels`
-    (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode at success.
+    (B, H, W, 3) uint8 for at most `budget` env steps each, stopping an episode once both
+    success criteria are decided (lewm.criteria).
 
     Each plan's first `mpc.period` blocks are executed, `frameskip` env steps at a time; then
     the episodes still going are re-planned together from their new frames, with the last
@@ -137,11 +137,10 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
     logs = recorder.logs if recorder is not None else [EpisodeLog() for _ in range(B)]
     contexts = [Context(min(mpc.context, model.cfg.history)) for _ in range(B)]
     for i, env in enumerate(envs):
-        logs[i].success = env.success()
-        logs[i].success_step = 0 if logs[i].success else None
+        logs[i].see(env, 0)
         recorder and recorder.frame(i, obs[i])
     timings, plan, done, t = [], None, 0, 0  # done: blocks of the current plan executed
-    while t < budget and (active := [i for i in range(B) if not logs[i].success]):
+    while t < budget and (active := [i for i in range(B) if not logs[i].decided]):
         for i, z in zip(active, embed_frames(model, [obs[i] for i in active])):
             contexts[i].see(z)
         if plan is None or done >= min(mpc.period, plan.shape[1]):
@@ -160,26 +159,33 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
         for i in active:
             contexts[i].act(plan[i, done])
             for a in scaler.to_env(plan[i, done]):
-                if logs[i].success or logs[i].steps >= budget:
+                if logs[i].decided or logs[i].steps >= budget:
                     break
-                obs[i], _, terminated, _, _ = envs[i].step(a)
+                obs[i] = envs[i].step(a)[0]
                 logs[i].steps += 1
                 recorder and recorder.frame(i, obs[i])
-                if terminated:
-                    logs[i].success, logs[i].success_step = True, logs[i].steps
+                logs[i].see(envs[i], logs[i].steps)
         done, t = done + 1, t + fs
     return logs, timings
 
 
-def run_random(envs, budget: int, seed: int) -> list[bool]:
-    """Success of a uniform random policy on envs (already reset) within `budget` steps."""
+def run_random(envs, budget: int, seed: int) -> list[Outcome]:
+    """Both criteria's outcomes of a uniform random policy on envs (already reset) within
+    `budget` steps each."""
     rng = np.random.default_rng(seed)
+    # Actions after an episode's authors' success (drawn only to decide the strict criterion)
+    # come from a stream of their own, so that the random floor under the authors' criterion
+    # is the one lewm has always reported: the same draws, episode after episode.
+    after = np.random.default_rng([seed, 1])
     out = []
     for env in envs:
-        ok = env.success()
-        for _ in range(budget):
-            if ok:
+        o = Outcome()
+        o.see(env, 0)
+        for step in range(1, budget + 1):
+            if o.decided:
                 break
-            _, _, ok, _, _ = env.step(rng.uniform(env.action_space.low, env.action_space.high))
-        out.append(bool(ok))
+            source = after if o.success else rng
+            env.step(source.uniform(env.action_space.low, env.action_space.high))
+            o.see(env, step)
+        out.append(o)
     return out
