@@ -197,6 +197,21 @@ def cmd_demo(args) -> None:
     print(f"\nrun directory: {out}  (eval.json, eval.png, curves.png, eval_episode*.gif)")
 
 
+def cmd_train_actor(args) -> None:
+    from lewm.actor.config import ActorConfig
+    from lewm.actor.train import train_actor
+
+    meta = train_actor(args.run_dir, from_flags(args, ActorConfig), data_path=args.data,
+                       force=args.force, device=args.device, progress=not args.quiet)
+    f = meta["final"]
+    print(f"actor: {meta['parameters']:,} parameters, {meta['pairs']:,} hindsight starts in "
+          f"{meta['train_episodes']} episodes; held-out MSE {f['val_mse']:.3f} (z-scored action "
+          f"blocks: 1 is the mean's); embed {meta['embed_seconds']:.0f} s, train "
+          f"{meta['train_seconds']:.0f} s")
+    print(f"wrote {Path(args.run_dir) / 'actor'}; plan with `lewm eval {args.run_dir} "
+          "--planner actor --replan 1`")
+
+
 def cmd_summary(args) -> None:
     from lewm.io import atomic_path, check_output, refuse_overlap, write_json
     from lewm.locks import exclusive
@@ -308,6 +323,7 @@ def cmd_export(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     import dataclasses
 
+    from lewm.actor.config import ActorConfig
     from lewm.data.config import CollectConfig
     from lewm.protocol import EvalConfig
     from lewm.recipes import get_recipe
@@ -400,6 +416,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     add_device(d, "the device of training and planning")
     d.set_defaults(func=cmd_demo)
+    ta = sub.add_parser("train-actor", help="train a goal-conditioned actor on a run's frozen "
+                        "latents (then: lewm eval RUN --planner actor)")
+    ta.add_argument("run_dir")
+    ta.add_argument("--data", help="episode file (default: the run's training data)")
+    add_flags(ta, ActorConfig, title="actor")
+    ta.add_argument("--force", action="store_true", help="replace the run's actor")
+    ta.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device(ta)
+    ta.set_defaults(func=cmd_train_actor)
+
     sm = sub.add_parser("summary", help="several models' evaluations on the same episodes "
                         "(e.g. a recipe's training seeds) as one result: mean +- std over "
                         "models and the pooled CI, under both criteria")

@@ -54,7 +54,7 @@ def _eval_run(run_dir: Path, protocol, plan, data_path, force, device, out_name,
     goals = make_goals(protocol.goals, world, protocol.episodes, protocol.seed, protocol.offset,
                        data_path, protocol.budget, protocol.manifest, protocol.start)
     planner = make_planner(plan, model, plan_setup(model, action_space, protocol.seed,
-                                                   data_path))
+                                                   data_path, run_dir))
     decoder = run_decoder(run_dir, model) if protocol.gifs else None
     return evaluate(model, goals, planner, protocol, decoder, out=run_dir / out_name)
 

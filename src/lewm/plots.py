@@ -184,3 +184,15 @@ def plot_decode(real, decoded, out_png) -> None:
             if j == 0:
                 axes[i][j].set_title(title, fontsize=8, loc="left")
     _save(fig, out_png, dpi=100)
+
+
+def plot_actor(metrics: list[dict], out_png) -> None:
+    """The actor's training and held-out loss (MSE of z-scored action blocks)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    steps = [m["step"] for m in metrics]
+    ax.plot(steps, [m["train_mse"] for m in metrics], "o-", label="train (last batch)")
+    ax.plot(steps, [m["val_mse"] for m in metrics], "s--", label="held-out episodes")
+    ax.set(xlabel="step", ylabel="MSE, z-scored action block", title="actor")
+    ax.legend()
+    _save(fig, out_png, dpi=110)

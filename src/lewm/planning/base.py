@@ -29,6 +29,8 @@ class PlanSetup:
     """seed of the planner's noise: with an episode's index it fixes that episode's draws"""
     data_path: str | None = None
     """the run's training episodes, for planners that build on them (the graph planner)"""
+    run_dir: str | None = None
+    """the run directory, for planners that read what was trained into it (the actor)"""
 
 
 @dataclass

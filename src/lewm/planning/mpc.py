@@ -53,10 +53,11 @@ class ActionScaler:
         return raw.view(self.frameskip, -1).numpy()
 
 
-def plan_setup(model, action_space, seed: int = 0, data_path=None) -> PlanSetup:
+def plan_setup(model, action_space, seed: int = 0, data_path=None, run_dir=None) -> PlanSetup:
     """The PlanSetup of `model` acting in an env with `action_space`."""
     scaler = ActionScaler(model.trained_card.action, model.cfg.frameskip, action_space)
-    return PlanSetup(scaler.low_z, scaler.high_z, seed, data_path)
+    return PlanSetup(scaler.low_z, scaler.high_z, seed, data_path,
+                     None if run_dir is None else str(run_dir))
 
 
 class Context:

@@ -9,6 +9,7 @@ import importlib
 PLANNERS: dict[str, str] = {
     "cem": "lewm.planning.cem:CEMPlanner",
     "graph": "lewm.planning.graph:GraphPlanner",
+    "actor": "lewm.planning.actor:ActorPlanner",
 }
 
 

@@ -1,0 +1,49 @@
+"""The actor's settings. Imports nothing heavy: the CLI builds `lewm train-actor`'s flags
+from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lewm.errors import LewmError
+from lewm.validate import check_numbers
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    hidden: int = 512
+    """width of the network's hidden layers"""
+    depth: int = 3
+    """hidden layers"""
+    steps: int = 6000
+    """optimiser steps"""
+    batch_size: int = 512
+    """training pairs per step"""
+    lr: float = 1e-3
+    """peak learning rate (one-cycle schedule, AdamW)"""
+    weight_decay: float = 1e-4
+    """AdamW's"""
+    max_offset: int = 60
+    """env steps from a frame to its hindsight goal, at most (the protocol's goals are 25
+    ahead; longer ones teach the way to goals beyond them)"""
+    drop_motion: float = 0.2
+    """fraction of training pairs shown without the previous frame (as at an episode's first
+    decision, or when the planner is given one frame of context)"""
+    seed: int = 0
+    """seed of the network's initialisation and of the pairs drawn"""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)"""
+
+    def __post_init__(self):
+        for name in ("hidden", "depth", "steps", "batch_size", "max_offset"):
+            if getattr(self, name) < 1:
+                raise LewmError(f"actor {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise LewmError(f"actor lr must be > 0 and weight_decay >= 0, got {self.lr}, "
+                            f"{self.weight_decay}")
+        if not 0 <= self.drop_motion <= 1:
+            raise LewmError(f"actor drop_motion must be a fraction in [0, 1], got "
+                            f"{self.drop_motion}")
+        if self.threads < 0:
+            raise LewmError(f"--threads must be >= 0, got {self.threads}")
+        check_numbers(self)  # what the checks above leave: NaN, inf

@@ -1,0 +1,58 @@
+"""`--planner actor`: act with the run's learned actor (lewm.actor; `lewm train-actor RUN`)
+instead of searching. Each decision is one actor call on the current embedding, the one a
+block before it (when the MPC gives two frames of context) and the goal's; a plan longer than
+one block continues through the world model, the actor acting on the predicted embeddings,
+so re-planning after every block (`--replan 1`) is the closed loop and longer periods act on
+the model's imagination in between."""
+
+from __future__ import annotations
+
+import torch
+
+from lewm.errors import LewmError
+from lewm.planning.base import Plan, PlanRequest, PlanSetup
+from lewm.planning.config import PlanConfig
+from lewm.planning.fast import rollout_of
+
+
+class ActorPlanner:
+    def __init__(self, cfg: PlanConfig, model, setup: PlanSetup):
+        from lewm.actor.net import load_actor
+        from lewm.planning.ensemble import Ensemble
+
+        if isinstance(model, Ensemble):
+            raise LewmError("--planner actor acts with one model's actor: drop --ensemble")
+        if setup.run_dir is None:
+            raise LewmError("--planner actor needs the run directory that holds the actor")
+        net, meta = load_actor(setup.run_dir, (model.card.meta or {}).get("model_sha256"),
+                               model.device)
+        self._use(cfg, model, setup, net, meta)
+
+    @classmethod
+    def with_net(cls, cfg: PlanConfig, model, setup: PlanSetup, net) -> ActorPlanner:
+        """A planner acting with `net` (an Actor) rather than a run's saved actor."""
+        planner = cls.__new__(cls)
+        planner._use(cfg, model, setup, net, {"block_dim": net.block_dim})
+        return planner
+
+    def _use(self, cfg, model, setup, net, meta) -> None:
+        self.cfg, self.model, self.setup, self.net, self.meta = cfg, model, setup, net, meta
+        if self.meta["block_dim"] != setup.low.numel():
+            raise LewmError(f"{setup.run_dir}: its actor acts in {self.meta['block_dim']}-D "
+                            f"blocks, the model in {setup.low.numel()}-D ones; rerun "
+                            "`lewm train-actor --force`")
+
+    @torch.no_grad()
+    def plan(self, request: PlanRequest) -> Plan:
+        ctx, acts = request.context, request.context_actions
+        low, high = self.setup.low.to(ctx.device), self.setup.high.to(ctx.device)
+        z = ctx[:, -1]
+        prev = ctx[:, -2] if ctx.shape[1] > 1 else z
+        blocks = []
+        for k in range(request.horizon):
+            blocks.append(torch.maximum(torch.minimum(self.net(z, prev, request.goal), high),
+                                        low))
+            if k + 1 < request.horizon:  # the next decision, on the model's prediction
+                predicted = rollout_of(self.model)(ctx, acts, torch.stack(blocks, 1))
+                prev, z = z, predicted[:, -1]
+        return Plan(torch.stack(blocks, 1), request.goal)

@@ -1,0 +1,112 @@
+"""The learned actor (lewm.actor, --planner actor): hindsight pairs stay inside episodes, its
+targets are the run's z-scored action blocks, it learns a toy world with oracle latents, and
+a run without one is a one-line error naming `lewm train-actor`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from test_planning import OracleTwoRoom
+
+from lewm.actor.config import ActorConfig
+from lewm.actor.hindsight import HindsightPairs, action_blocks
+from lewm.actor.net import Actor
+from lewm.actor.train import fit
+from lewm.data.clips import EpisodeData
+from lewm.errors import LewmError
+from lewm.evaluate import make_envs
+from lewm.goals import dataset_pairs
+from lewm.model.normalize import ZScore
+from lewm.planning.actor import ActorPlanner
+from lewm.planning.config import MPCConfig, PlanConfig
+from lewm.planning.mpc import plan_setup, run_mpc
+
+
+def test_hindsight_pairs_never_cross_an_episode_boundary():
+    ep_len, ep_offset = np.array([12, 3, 30, 7]), np.array([0, 12, 15, 45])
+    pairs = HindsightPairs(ep_offset, ep_len, [0, 1, 2, 3], frameskip=5, max_offset=20)
+    t, prev, goal = pairs.draw(20_000, np.random.default_rng(0))
+    episode = np.searchsorted(ep_offset, t, side="right") - 1
+    first, last = ep_offset[episode], ep_offset[episode] + ep_len[episode] - 1
+    assert not np.isin(episode, [1]).any()  # 3 rows: no block of 5 actions
+    assert np.all((goal <= last) & (goal - t >= 5) & (goal - t <= 20))
+    assert np.all(t + 5 - 1 <= last - 1)  # the block's actions exist (the last row has none)
+    assert np.all((prev == t - 5) | ((prev == t) & (t - 5 < first)))
+    assert np.all(prev >= first)
+    with pytest.raises(ValueError):
+        HindsightPairs(ep_offset, ep_len, [1], frameskip=5, max_offset=20)
+
+
+def test_the_targets_are_the_runs_z_scored_action_blocks():
+    actions = np.arange(40, dtype=np.float32).reshape(20, 2)
+    z = ZScore(np.array([1.0, 2.0], np.float32), np.array([2.0, 4.0], np.float32)).blocks(3)
+    raw = action_blocks(actions, np.array([4]), 3)
+    np.testing.assert_array_equal(raw[0], actions[4:7].reshape(-1))  # in time order
+    np.testing.assert_allclose(z.from_z(z.to_z(raw)), raw)
+    np.testing.assert_allclose(z.to_z(raw)[0, :2], (actions[4] - [1.0, 2.0]) / [2.0, 4.0])
+
+
+def test_the_actor_learns_a_toy_world_with_oracle_latents(tmp_path):
+    """On Two-Room's noisy-expert data with the agent's position as the latent, the actor
+    reaches the protocol's goals in closed loop."""
+    from lewm.data.collect import CollectConfig, collect
+
+    path = tmp_path / "tworoom.h5"
+    collect(CollectConfig(episodes=120, steps=60, size=16, seed=5), path, progress=False)
+    data = EpisodeData(path)
+    emb = torch.from_numpy(data.lowdim["state"][:, :2].copy())  # oracle latents: x, y
+    model = OracleTwoRoom()
+    blocks_z = model.trained_card.action.blocks(5)
+    rng = np.random.default_rng(0)
+    pairs = HindsightPairs(data.ep_offset, data.ep_len, range(data.num_episodes), 5, 40)
+    cfg = ActorConfig(hidden=128, depth=2, steps=1500, batch_size=256, lr=3e-3)
+    torch.manual_seed(0)
+    net = Actor(2, 10, cfg.hidden, cfg.depth)
+    metrics = fit(net, emb, data.action, pairs, pairs.draw(1024, rng), blocks_z, cfg, rng)
+    assert metrics[-1]["val_mse"] < metrics[0]["val_mse"] or len(metrics) == 1
+
+    goal_pairs = dataset_pairs(path, 30, offset=25, seed=42)
+    envs, obs = make_envs("tworoom", 16, goal_pairs)
+    goals = np.stack([e.goal_pixels() for e in envs])
+    plan = PlanConfig(planner="actor", mpc=MPCConfig(horizon=1, replan=1, context=2))
+    planner = ActorPlanner.with_net(plan, model, plan_setup(model, envs[0].action_space), net)
+    logs, _ = run_mpc(model, planner, envs, obs, goals, plan.mpc, budget=50)
+    success = np.mean([log.success for log in logs])
+    assert success >= 0.9, success
+
+
+def test_a_run_without_an_actor_is_one_line_naming_train_actor(tiny_run):
+    r = run_cli("eval", tiny_run, "--planner", "actor", "--episodes", 2, "--gifs", 0,
+                "--force", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "lewm train-actor" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_train_actor_writes_an_actor_the_planner_acts_with(tiny_run):
+    run_cli("train-actor", tiny_run, "--steps", 40, "--hidden", 32, "--depth", 1, "--quiet")
+    meta = json.loads((tiny_run / "actor" / "actor.json").read_text())
+    assert meta["block_dim"] == 10 and meta["final"]["step"] == 40
+    assert (tiny_run / "actor" / "curves.png").exists()
+    r = run_cli("train-actor", tiny_run, "--steps", 40, check=False)
+    assert r.returncode == 2 and "--force" in r.stderr  # an actor is never silently replaced
+    run_cli("eval", tiny_run, "--planner", "actor", "--replan", 1, "--episodes", 3, "--gifs", 0,
+            "--name", "eval-actor.json")
+    result = json.loads((tiny_run / "eval-actor.json").read_text())
+    assert result["planner"] == "actor" and result["episodes_evaluated"] == 3
+    # cached embeddings are reused: a second training embeds nothing new
+    again = run_cli("train-actor", tiny_run, "--steps", 40, "--hidden", 32, "--depth", 1,
+                    "--force", "--quiet")
+    assert "embed 0 s" in again.stdout
+    (tiny_run / "actor" / "actor.safetensors").write_bytes(b"broken")
+    r = run_cli("eval", tiny_run, "--planner", "actor", "--episodes", 2, "--gifs", 0,
+                "--name", "eval-broken.json", check=False)
+    assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_actor_settings_out_of_range():
+    with pytest.raises(LewmError, match="drop_motion"):
+        ActorConfig(drop_motion=2.0)
+    with pytest.raises(LewmError, match="steps must be >= 1"):
+        ActorConfig(steps=0)
