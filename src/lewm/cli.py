@@ -120,7 +120,8 @@ def cmd_eval(args) -> None:
                  ensemble=args.ensemble or (), out_name=name)
     print(f"success {rate_ci(r)} over {r['episodes_evaluated']} episodes; random policy "
           f"{100 * r['random_success_rate']:.0f}%, solved at start "
-          f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode-plan, "
+          f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode-plan "
+          f"({r['decision_ms_mean']:.1f} ms/decision with its frame's encoding), "
           f"{r['plan_s_per_episode']:.1f} s/episode (budget {r['budget']} steps); "
           f"{r['wall_s']:.0f} s")
     st = r["strict"]
@@ -209,7 +210,7 @@ def cmd_train_actor(args) -> None:
           f"blocks: 1 is the mean's); embed {meta['embed_seconds']:.0f} s, train "
           f"{meta['train_seconds']:.0f} s")
     print(f"wrote {Path(args.run_dir) / 'actor'}; plan with `lewm eval {args.run_dir} "
-          "--planner actor --replan 1`")
+          "--planner actor --horizon 1 --replan 1`, the closed loop")
 
 
 def cmd_summary(args) -> None:

@@ -130,7 +130,8 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
     `mpc.context` frames (at most the model's history) as context and what `carry_over`
     takes from the plan being executed. episode_ids: each env's index in the evaluation
     (default 0..B-1; it seeds the planner's noise). recorder: a `Recorder` over the same logs.
-    Returns per-episode logs and [(seconds, episodes planned), ...] of each planner call."""
+    Returns per-episode logs and, of each planner call, (its seconds, the episodes it
+    planned, the seconds spent encoding their current frames just before it)."""
     B, fs = len(envs), model.cfg.frameskip
     ids = list(range(B)) if episode_ids is None else list(episode_ids)
     scaler = ActionScaler(model.trained_card.action, fs, envs[0].action_space)
@@ -142,8 +143,10 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
         recorder and recorder.frame(i, obs[i])
     timings, plan, done, t = [], None, 0, 0  # done: blocks of the current plan executed
     while t < budget and (active := [i for i in range(B) if not logs[i].decided]):
+        seen = time.perf_counter()
         for i, z in zip(active, embed_frames(model, [obs[i] for i in active])):
             contexts[i].see(z)
+        encode_s = time.perf_counter() - seen
         if plan is None or done >= min(mpc.period, plan.shape[1]):
             horizon, carried = carry_over(mpc, plan, done, active)
             ctx = torch.stack([torch.stack(contexts[i].emb) for i in active])  # (b, h, D)
@@ -153,7 +156,7 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
                                   carried)
             start = time.perf_counter()
             new = planner.plan(request)
-            timings.append((time.perf_counter() - start, len(active)))
+            timings.append((time.perf_counter() - start, len(active), encode_s))
             plan, done = torch.zeros(B, *new.blocks.shape[1:], device=model.device), 0
             plan[active] = new.blocks
             recorder and recorder.planned(active, request, new)
