@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli
+from gymnasium.spaces import Box
 from test_planning import OracleTwoRoom
 
 from lewm.actor.config import ActorConfig
@@ -110,3 +111,28 @@ def test_actor_settings_out_of_range():
         ActorConfig(drop_motion=2.0)
     with pytest.raises(LewmError, match="steps must be >= 1"):
         ActorConfig(steps=0)
+
+
+def test_the_guard_never_executes_a_plan_the_model_scores_worse_than_the_actors():
+    """An untrained actor's proposals, searched around by a small CEM on a perfect model of
+    Two-Room: the plan kept costs no more than the proposal, and beats it somewhere."""
+    from lewm.planning.actor import GuardedPlanner
+    from lewm.planning.base import PlanRequest
+    from lewm.planning.config import CEMConfig
+    from lewm.planning.cost import latent_cost
+
+    model = OracleTwoRoom()
+    torch.manual_seed(0)
+    net = Actor(2, 10, 16, 1)
+    plan = PlanConfig(planner="guarded", solver=CEMConfig(samples=32, elites=4, iterations=2),
+                      mpc=MPCConfig(horizon=2, replan=1, carry_std=0.5))
+    space = Box(-1.0, 1.0, (2,))
+    guarded = GuardedPlanner.with_net(plan, model, plan_setup(model, space), net)
+    actor = ActorPlanner.with_net(plan, model, plan_setup(model, space), net)
+    ctx = torch.tensor([[[40.0, 40.0]], [[150.0, 60.0]], [[60.0, 180.0]]])
+    goal = torch.tensor([[80.0, 50.0], [180.0, 180.0], [40.0, 150.0]])
+    request = PlanRequest([0, 1, 2], ctx, None, goal, 2)
+    cost = latent_cost(model, ctx, None, goal)
+    kept = cost(guarded.plan(request).blocks[:, None])[:, 0]
+    proposed = cost(actor.plan(request).blocks[:, None])[:, 0]
+    assert torch.all(kept <= proposed + 1e-4) and torch.any(kept < proposed - 1e-3)

@@ -3,9 +3,17 @@ instead of searching. Each decision is one actor call on the current embedding, 
 block before it (when the MPC gives two frames of context) and the goal's; a plan longer than
 one block continues through the world model, the actor acting on the predicted embeddings,
 so re-planning after every block (`--replan 1`) is the closed loop and longer periods act on
-the model's imagination in between."""
+the model's imagination in between.
+
+`--planner guarded`: the actor's plan checked by the world model. A small CEM (the run's
+solver settings, e.g. `--samples 128 --iterations 3`) searches around the actor's plan,
+starting at std `--carry-std` (the solver's init_std when unset), and the plan executed is
+whichever of the two the world model scores lower, so the search can only improve on the
+actor by the model's own measure."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -56,3 +64,24 @@ class ActorPlanner:
                 predicted = rollout_of(self.model)(ctx, acts, torch.stack(blocks, 1))
                 prev, z = z, predicted[:, -1]
         return Plan(torch.stack(blocks, 1), request.goal)
+
+
+class GuardedPlanner(ActorPlanner):
+    def _use(self, cfg, model, setup, net, meta) -> None:
+        from lewm.planning.cem import CEMPlanner
+
+        super()._use(cfg, model, setup, net, meta)
+        self.search = CEMPlanner(cfg, model, setup)
+
+    @torch.no_grad()
+    def plan(self, request: PlanRequest) -> Plan:
+        from lewm.planning.cost import latent_cost
+
+        proposal = super().plan(request).blocks  # (b, H, blk)
+        searched = self.search.search(dataclasses.replace(request, carried=proposal),
+                                      request.goal)
+        cost = latent_cost(self.model, request.context, request.context_actions, request.goal,
+                           self.cfg.cost, self.cfg.runtime)
+        both = torch.stack([proposal, searched], 1)  # (b, 2, H, blk)
+        pick = cost(both).argmin(1)
+        return Plan(both[torch.arange(len(pick)), pick], request.goal)

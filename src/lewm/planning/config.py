@@ -177,7 +177,9 @@ class PlanConfig:
 
     planner: str = "cem"
     """cem: the paper's, CEM towards the goal; graph: CEM towards subgoals on a route
-    through the training frames; or any name registered in lewm.planning.registry"""
+    through the training frames; actor: the run's learned actor (lewm train-actor); guarded:
+    the actor's plan checked by a small CEM; or any name registered in
+    lewm.planning.registry"""
     solver: CEMConfig = field(default_factory=CEMConfig)
     """the search (CEM)"""
     mpc: MPCConfig = field(default_factory=MPCConfig)

@@ -10,6 +10,7 @@ PLANNERS: dict[str, str] = {
     "cem": "lewm.planning.cem:CEMPlanner",
     "graph": "lewm.planning.graph:GraphPlanner",
     "actor": "lewm.planning.actor:ActorPlanner",
+    "guarded": "lewm.planning.actor:GuardedPlanner",
 }
 
 
