@@ -204,10 +204,11 @@ def cmd_train_actor(args) -> None:
 
     meta = train_actor(args.run_dir, from_flags(args, ActorConfig), data_path=args.data,
                        force=args.force, device=args.device, progress=not args.quiet)
-    f = meta["final"]
+    f = meta["kept"]
     print(f"actor: {meta['parameters']:,} parameters, {meta['pairs']:,} hindsight starts in "
-          f"{meta['train_episodes']} episodes; held-out MSE {f['val_mse']:.3f} (z-scored action "
-          f"blocks: 1 is the mean's); embed {meta['embed_seconds']:.0f} s, train "
+          f"{meta['train_episodes']} episodes; held-out MSE {f['val_mse']:.3f} at step "
+          f"{f['step']}, the weights kept (z-scored action blocks: 1 is the mean's); embed "
+          f"{meta['embed_seconds']:.0f} s, train "
           f"{meta['train_seconds']:.0f} s")
     print(f"wrote {Path(args.run_dir) / 'actor'}; plan with `lewm eval {args.run_dir} "
           "--planner actor --horizon 1 --replan 1`, the closed loop")

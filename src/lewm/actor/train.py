@@ -26,7 +26,7 @@ from lewm.io import atomic_path, check_output, write_json
 from lewm.rundir import load_run_model, writing
 
 VAL_PAIRS = 4096  # held-out pairs scored at each check
-CHECK_EVERY = 500  # steps between held-out checks
+CHECKS = 20  # held-out checks per training (the best one's weights are kept)
 
 
 def train_actor(run_dir, cfg: ActorConfig, data_path=None, force: bool = False,
@@ -40,8 +40,8 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
         blocks_z, cfg: ActorConfig, rng: np.random.Generator, progress: bool = False) -> list:
     """Train `net` on hindsight `pairs` of rows with embeddings `emb` (N, D) and raw
     `actions` (N, A), the targets z-scored by `blocks_z` (the model's block statistics);
-    `val_rows` (t, prev, goal) are scored every CHECK_EVERY steps. Returns the metrics; the
-    net is left in eval mode."""
+    `val_rows` (t, prev, goal) are scored CHECKS times, evenly, and the net is left with
+    the weights of the best check, in eval mode. Returns the metrics."""
     from tqdm.auto import tqdm
 
     dev = next(net.parameters()).device
@@ -58,7 +58,8 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
         return (emb[t].to(dev), emb[prev].to(dev), emb[goal].to(dev)), target.to(dev)
 
     net.train()
-    metrics = []
+    metrics, best = [], (float("inf"), None)
+    every = max(1, cfg.steps // CHECKS)
     bar = tqdm(range(cfg.steps), desc="actor", unit="step", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
     for step in bar:
@@ -68,13 +69,18 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
         loss.backward()
         opt.step()
         sched.step()
-        if (step + 1) % CHECK_EVERY == 0 or step + 1 == cfg.steps:
+        if (step + 1) % every == 0 or step + 1 == cfg.steps:
             with torch.no_grad():
                 v_in, v_target = batch(val_rows, 0.0)
                 val_loss = float(F.mse_loss(net(*v_in), v_target))
             metrics.append({"step": step + 1, "train_mse": loss.item(), "val_mse": val_loss})
             bar.set_postfix(mse=f"{loss.item():.3f}", val=f"{val_loss:.3f}")
+            if val_loss < best[0]:
+                best = (val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()})
     bar.close()
+    # Small datasets overfit (a held-out loss that rises while the training loss falls): the
+    # weights kept are those of the best held-out check.
+    net.load_state_dict(best[1])
     net.eval()
     return metrics
 
@@ -132,7 +138,8 @@ def _train_actor(run_dir: Path, cfg, data_path, force, device, progress) -> dict
         "model_sha256": digest, "sha256": hashlib.sha256(blob).hexdigest(),
         "data": str(data_path), "train_episodes": len(train_eps),
         "heldout_episodes": len(val_eps), "pairs": len(pairs),
-        "final": metrics[-1], "embed_seconds": embed_s, "train_seconds": train_s,
+        "final": metrics[-1], "kept": min(metrics, key=lambda m: m["val_mse"]),
+        "embed_seconds": embed_s, "train_seconds": train_s,
         "parameters": sum(p.numel() for p in net.parameters()),
     }
     write_json(out / "actor.json", meta)
