@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 from types import SimpleNamespace
@@ -306,6 +307,10 @@ def test_evaluation_is_deterministic(tiny_run):
     b = eval_run(tiny_run, cfg, plan, out_name="b.json")
     for key in ("success_rate", "random_success_rate", "solved_at_start", "episodes"):
         assert a[key] == b[key]
+    # in batches of 3 environments at a time (the planner's noise is per episode, the random
+    # policy's streams carry over): the same episodes, outcome for outcome
+    c = eval_run(tiny_run, dataclasses.replace(cfg, batch=3), plan, out_name="c.json")
+    assert c["episodes"] == a["episodes"] and c["strict"] == a["strict"]
     for key in ("success_rate", "success_ci95", "random_success_rate", "solved_at_start",
                 "episodes", "plan_ms_mean", "plan_ms_p95", "wall_s", "config", "version"):
         assert key in a

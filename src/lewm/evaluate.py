@@ -24,8 +24,11 @@ from lewm.envs import make_env
 from lewm.goals import GoalSet
 from lewm.io import write_gif, write_json
 from lewm.planning.ensemble import Ensemble
-from lewm.planning.mpc import EpisodeLog, Recorder, run_mpc, run_random
+from lewm.planning.mpc import EpisodeLog, Recorder, random_streams, run_mpc, run_random
 from lewm.protocol import EvalConfig
+
+DEFAULT_BATCH = 100
+"""episodes run at once when the protocol does not say (`--batch 0`)"""
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -59,29 +62,39 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
     out = Path(out)
     world, size = model.card.world, model.card.image_size
     t0 = time.perf_counter()
-    envs, obs = make_envs(world, size, goals.pairs)
-    solved_at_start = [env.success() for env in envs]
-    strict_at_start = [env.strict_success() for env in envs]  # before the hold
-    rules = {"authors": envs[0].success_rule, "strict": envs[0].strict_rule}
-    goal_pixels = np.stack([env.goal_pixels() for env in envs])
-    record = set(range(min(protocol.gifs, len(envs))))
-    logs, timings = [], []
-    step = protocol.batch or len(envs)
-    for lo in range(0, len(envs), step):
-        part = slice(lo, min(lo + step, len(envs)))
-        shown = {i - lo for i in record if part.start <= i < part.stop}
-        recorder = Recorder(model, [EpisodeLog() for _ in range(part.stop - lo)], shown,
-                            goal_pixels[part], decoder)
-        part_logs, part_timings = run_mpc(model, planner, envs[part], obs[part],
-                                          goal_pixels[part], planner.cfg.mpc, goals.budget,
-                                          range(part.start, part.stop), recorder)
-        logs += part_logs
-        timings += part_timings
-    reset_envs(envs, goals.pairs)  # the random floor replays the same episodes in the same envs
-    random = run_random(envs, goals.budget, protocol.seed)
+    n = len(goals.pairs)
+    record = set(range(min(protocol.gifs, n)))
+    logs, timings, random, solved_at_start, strict_at_start = [], [], [], [], []
+    shown_goals, rules = {}, {}
+    streams = random_streams(protocol.seed)
+    step = protocol.batch or min(n, DEFAULT_BATCH)
+    # One batch of environments at a time: a MuJoCo env holds a renderer and its GL context,
+    # so hundreds of them at once would not fit in memory.
+    for lo in range(0, n, step):
+        part = slice(lo, min(lo + step, n))
+        envs, obs = make_envs(world, size, goals.pairs[part])
+        try:
+            solved_at_start += [env.success() for env in envs]
+            strict_at_start += [env.strict_success() for env in envs]  # before the hold
+            rules = {"authors": envs[0].success_rule, "strict": envs[0].strict_rule}
+            goal_pixels = np.stack([env.goal_pixels() for env in envs])
+            shown = {i - lo for i in record if part.start <= i < part.stop}
+            shown_goals.update({lo + i: goal_pixels[i] for i in shown})
+            recorder = Recorder(model, [EpisodeLog() for _ in envs], shown, goal_pixels,
+                                decoder)
+            part_logs, part_timings = run_mpc(model, planner, envs, obs, goal_pixels,
+                                              planner.cfg.mpc, goals.budget,
+                                              range(part.start, part.stop), recorder)
+            logs += part_logs
+            timings += part_timings
+            # the random floor replays the same episodes in the same envs, its streams
+            # continuing from one batch to the next (so the batch size changes nothing)
+            reset_envs(envs, goals.pairs[part])
+            random += run_random(envs, goals.budget, streams)
+        finally:
+            for e in envs:
+                e.close()
     wall = time.perf_counter() - t0
-    for e in envs:
-        e.close()
 
     result = summarise([log.success for log in logs], [r.success for r in random],
                        solved_at_start)
@@ -115,7 +128,7 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
     })
     write_json(out, result)
     for i in sorted(record):
-        write_episode_gif(logs[i], goal_pixels[i], out.parent / f"{out.stem}_episode{i:02d}.gif")
+        write_episode_gif(logs[i], shown_goals[i], out.parent / f"{out.stem}_episode{i:02d}.gif")
     from lewm.plots import plot_eval
 
     plot_eval(result, out.parent / f"{out.stem}.png")

@@ -36,8 +36,9 @@ class EvalConfig:
     gifs: int = 4
     """episodes written as GIFs (observation beside goal)"""
     batch: int = 0
-    """episodes planned together in one planner call (0: all); each episode draws its own
-    noise, so results do not depend on it (memory does)"""
+    """episodes run at once, their environments alive together and planned in one planner
+    call (0: all, at most 100); each episode draws its own noise and the random policy's
+    draws continue from batch to batch, so results do not depend on it (memory does)"""
 
     def __post_init__(self):
         for name in ("episodes", "offset"):

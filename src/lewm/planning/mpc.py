@@ -173,14 +173,19 @@ def run_mpc(model, planner, envs, obs, goal_pixels, mpc: MPCConfig, budget: int 
     return logs, timings
 
 
-def run_random(envs, budget: int, seed: int) -> list[Outcome]:
-    """Both criteria's outcomes of a uniform random policy on envs (already reset) within
-    `budget` steps each."""
-    rng = np.random.default_rng(seed)
+def random_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The random policy's two action streams (see `run_random`)."""
     # Actions after an episode's authors' success (drawn only to decide the strict criterion)
     # come from a stream of their own, so that the random floor under the authors' criterion
     # is the one lewm has always reported: the same draws, episode after episode.
-    after = np.random.default_rng([seed, 1])
+    return np.random.default_rng(seed), np.random.default_rng([seed, 1])
+
+
+def run_random(envs, budget: int, seed) -> list[Outcome]:
+    """Both criteria's outcomes of a uniform random policy on envs (already reset) within
+    `budget` steps each. seed: an int, or `random_streams` to continue (the envs of several
+    batches then draw as one list would)."""
+    rng, after = random_streams(seed) if isinstance(seed, int) else seed
     out = []
     for env in envs:
         o = Outcome()
