@@ -80,8 +80,8 @@ def plot_eval(result: dict, out_png) -> None:
         values = [r[key] for _, r in groups]
         err = None
         if key == "success_rate":
-            err = [[v - r["success_ci95"][0] for v, (_, r) in zip(values, groups)],
-                   [r["success_ci95"][1] - v for v, (_, r) in zip(values, groups)]]
+            err = [[max(0.0, v - r["success_ci95"][0]) for v, (_, r) in zip(values, groups)],
+                   [max(0.0, r["success_ci95"][1] - v) for v, (_, r) in zip(values, groups)]]
         ax.bar(xs, values, width, yerr=err, color=colour, capsize=4, label=label)
         for x, v in zip(xs, values):
             ax.text(x, v + 0.02, f"{100 * v:.0f}%", ha="center", fontsize=8)
