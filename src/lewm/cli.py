@@ -219,14 +219,14 @@ def cmd_summary(args) -> None:
     from lewm.locks import exclusive
     from lewm.summary import read_eval, summarise_seeds, table
 
-    summary = summarise_seeds([read_eval(p) for p in args.evals])
+    evals = [read_eval(p) for p in args.evals]
+    summary = summarise_seeds(evals)
     text = table(summary)
     print(text, end="")
     if args.out:
         out = Path(args.out)
         md = out.with_suffix(".md")
-        refuse_overlap(out, [Path(p) / "eval.json" if Path(p).is_dir() else p
-                             for p in args.evals], holding=False)
+        refuse_overlap(out, [e["path"] for e in evals], holding=False)
         with exclusive(out):
             check_output(out, args.force)
             check_output(md, args.force)

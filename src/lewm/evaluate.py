@@ -167,10 +167,10 @@ def plan_times(timings, episodes: int) -> dict:
     over calls, each amortised over its episodes), per call and per episode; and per
     decision, the encoding of the frame it acts on included (what acting costs, planner or
     learned actor)."""
-    plan_s = [t[0] for t in timings]
-    per_plan_ms = [1000 * t[0] / t[1] for t in timings]
-    planned = sum(t[1] for t in timings)
-    decide_s = sum(t[0] + (t[2] if len(t) > 2 else 0.0) for t in timings)
+    plan_s = [plan for plan, _, _ in timings]
+    per_plan_ms = [1000 * plan / b for plan, b, _ in timings]
+    planned = sum(b for _, b, _ in timings)
+    decide_s = sum(plan + encode for plan, _, encode in timings)
     return {
         "plan_ms_mean": 1000 * sum(plan_s) / planned if planned else 0.0,
         "plan_ms_p95": float(np.percentile(per_plan_ms, 95)) if per_plan_ms else 0.0,

@@ -14,13 +14,13 @@ import hashlib
 import importlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from lewm.data.hdf5 import check_world, open_episodes
 from lewm.envs import make_env
 from lewm.errors import LewmError
+from lewm.io import read_json
 from lewm.worlds import WORLDS, get_world
 
 PAPER_BUDGET = 50
@@ -148,7 +148,7 @@ def manifest_pairs(path, world: str) -> tuple[list[tuple], int]:
     """The pairs (and budget) of a previous evaluation's eval.json, or of a goal-pairs file
     (`file_pairs`), each state checked by the world's env; an evaluation of another world, or
     a file that is neither, is a one-line error naming it."""
-    doc = _read_json(path, "manifest")
+    doc = read_json(path, "manifest")
     if not (isinstance(doc, dict) and "episodes" in doc):
         return _file_pairs(doc, path, world)
     if doc.get("world") != world:
@@ -190,16 +190,7 @@ def file_pairs(path, world: str) -> tuple[list[tuple], int]:
     """(start, goal) state pairs from a JSON file, and its budget (0: none given):
     {"pairs": [{"start": [...], "goal": [...]}, ...], "budget": 200} or a bare list of pairs.
     Each state is checked by the world's env; a bad file is a one-line error naming it."""
-    return _file_pairs(_read_json(path, "goal file"), path, world)
-
-
-def _read_json(path, what: str):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise LewmError(f"{path}: no such {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LewmError(f"{path}: not a JSON {what} ({e})") from None
+    return _file_pairs(read_json(path, "goal file"), path, world)
 
 
 def _file_pairs(doc, path, world: str) -> tuple[list[tuple], int]:

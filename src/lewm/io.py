@@ -55,6 +55,17 @@ def atomic_path(path):
             tmp.unlink()
 
 
+def read_json(path, what: str):
+    """The JSON document at `path`; a missing or unreadable one is a one-line error calling
+    it `what` (a manifest, a goal file, an evaluation)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise LewmError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LewmError(f"{path}: not a JSON {what} ({e})") from None
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")

@@ -10,7 +10,6 @@ Models evaluated on different episodes are refused: their rates would not be com
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from lewm import __version__
 from lewm.criteria import CRITERIA
 from lewm.errors import LewmError
+from lewm.io import read_json
 
 
 def read_eval(path) -> dict:
@@ -26,12 +26,7 @@ def read_eval(path) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / "eval.json"
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LewmError(f"{path}: no such evaluation") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LewmError(f"{path}: not a JSON evaluation ({e})") from None
+    doc = read_json(path, "evaluation")
     if not isinstance(doc, dict) or not isinstance(doc.get("episodes"), list):
         raise LewmError(f"{path}: not an eval.json (no episodes)")
     if "strict" not in doc or not doc["episodes"] or "strict_success" not in doc["episodes"][0]:
