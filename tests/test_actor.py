@@ -136,3 +136,71 @@ def test_the_guard_never_executes_a_plan_the_model_scores_worse_than_the_actors(
     kept = cost(guarded.plan(request).blocks[:, None])[:, 0]
     proposed = cost(actor.plan(request).blocks[:, None])[:, 0]
     assert torch.all(kept <= proposed + 1e-4) and torch.any(kept < proposed - 1e-3)
+
+
+def test_a_recipes_actor_settings_and_plans_travel_with_its_runs(tworoom_file, tmp_path):
+    """`lewm train --preset` records the recipe's name, its actor settings and its other
+    planners' plans in config.json (kept across a resume); `lewm train-actor` then needs no
+    flags, and `lewm eval --planner actor` starts from the recipe's plan for the actor; a
+    planner the recipe names no plan for gets lewm's defaults for it."""
+    import dataclasses
+
+    from lewm.checkpoint import read_meta
+    from lewm.planning.config import run_plan
+    from lewm.recipes import get_recipe
+    from lewm.train import train
+
+    tiny = get_recipe("tiny")
+    recipe = dataclasses.replace(
+        tiny, actor=ActorConfig(hidden=24, depth=1, steps=30, max_offset=8),
+        acting=(PlanConfig(planner="actor", mpc=MPCConfig(horizon=2, replan=1)),))
+    out = tmp_path / "run"
+    train(recipe.train, tworoom_file, out, progress=False, recipe=recipe, stop_after=10)
+    train(None, None, out, resume=True, progress=False)
+    meta = read_meta(out)
+    assert meta["recipe"] == "tiny" and meta["actor"]["max_offset"] == 8
+    assert run_plan(meta, "actor") == recipe.acting[0]
+    assert run_plan(meta) == recipe.plan and run_plan(meta, "cem") == recipe.plan
+    guarded = run_plan(meta, "guarded")  # not in the recipe: closed loop, a small search
+    assert guarded.planner == "guarded" and guarded.mpc.replan == 1
+    assert guarded.solver.samples < recipe.plan.solver.samples
+    run_cli("train-actor", out, "--quiet")
+    written = json.loads((out / "actor" / "actor.json").read_text())["config"]
+    assert written == dataclasses.asdict(recipe.actor)
+    r = run_cli("eval", out, "--planner", "actor", "--episodes", 2, "--gifs", 0,
+                "--name", "eval-actor.json")
+    assert "mpc.horizon=2" in r.stdout
+    result = json.loads((out / "eval-actor.json").read_text())
+    assert result["config"]["plan"]["mpc"]["horizon"] == 2
+
+
+def test_runs_without_recipe_sections_act_with_the_defaults(tiny_run):
+    from lewm.actor.config import run_actor_config
+    from lewm.checkpoint import read_meta
+    from lewm.planning.config import run_plan
+
+    meta = read_meta(tiny_run)
+    assert "actor" not in meta and run_actor_config(meta) == ActorConfig()
+    actor = run_plan(meta, "actor")
+    assert (actor.planner, actor.mpc.horizon, actor.mpc.replan) == ("actor", 1, 1)
+    with pytest.raises(LewmError, match="unknown to this version"):
+        run_actor_config({"actor": {"hidden": 8, "width": 3}})
+
+
+def test_the_actor_acts_with_an_ensemble_and_towards_the_graphs_subgoals(tiny_run):
+    run_cli("train-actor", tiny_run, "--steps", 30, "--hidden", 16, "--depth", 1, "--force",
+            "--quiet")
+    run_cli("eval", tiny_run, "--planner", "guarded", "--ensemble", tiny_run, "--samples", 16,
+            "--elites", 4, "--iterations", 1, "--episodes", 2, "--gifs", 0,
+            "--name", "eval-guarded-ensemble.json")
+    result = json.loads((tiny_run / "eval-guarded-ensemble.json").read_text())
+    assert result["planner"] == "guarded" and len(result["ensemble"]) == 2
+    run_cli("eval", tiny_run, "--planner", "graph", "--towards", "actor", "--goals", "far",
+            "--nodes", 100, "--probes", 8, "--episodes", 2, "--gifs", 0,
+            "--name", "eval-graph-actor.json")
+    result = json.loads((tiny_run / "eval-graph-actor.json").read_text())
+    assert result["config"]["plan"]["graph"]["towards"] == "actor"
+    assert result["graph"]["nodes"] > 0 and result["episodes_evaluated"] == 2
+    r = run_cli("eval", tiny_run, "--planner", "graph", "--towards", "graph", "--episodes", 2,
+                check=False)
+    assert r.returncode == 2 and "--towards" in r.stderr and "Traceback" not in r.stderr

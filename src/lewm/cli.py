@@ -88,7 +88,7 @@ def cmd_train(args) -> None:
         recipe = get_recipe(args.preset)
         summary = train(override(recipe.train, args.set), args.data, args.out, force=args.force,
                         progress=not args.quiet, stop_after=args.stop_after,
-                        threads=args.threads, plan=recipe.plan)
+                        threads=args.threads, recipe=recipe)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     val = summary["val"]
@@ -107,10 +107,10 @@ def cmd_eval(args) -> None:
     from lewm.planning.config import changed, run_plan
     from lewm.protocol import EvalConfig
 
-    base = run_plan(read_meta(args.run_dir))
+    base = run_plan(read_meta(args.run_dir), vars(args).get("PlanConfig.planner"))
     if changed(base):
-        print(f"planning as the run's recipe says ({' '.join(changed(base))}), with this "
-              "command's flags on top")
+        print(f"planning as the run's recipe says for {base.planner} "
+              f"({' '.join(changed(base))}), with this command's flags on top")
     name = args.name
     if Path(name).name != name or not (name.startswith("eval") and name.endswith(".json")):
         raise LewmError(f"--name must be a file name eval*.json (e.g. eval-rest.json), got "
@@ -168,7 +168,7 @@ def cmd_demo(args) -> None:
     data = collect(collect_cfg, out / "tworoom.h5", force=args.force, progress=not args.quiet)
     print("[2/3] training the tworoom-cpu preset")
     trained = train(cfg, out / "tworoom.h5", out, progress=not args.quiet, prepared=True,
-                    plan=plan)
+                    recipe=recipe)
     print("[3/3] planning with CEM on the 50-episode protocol")
     r = eval_run(out, EvalConfig(), plan, device=args.device)
     total = time.perf_counter() - start
@@ -199,10 +199,12 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train_actor(args) -> None:
-    from lewm.actor.config import ActorConfig
+    from lewm.actor.config import ActorConfig, run_actor_config
     from lewm.actor.train import train_actor
+    from lewm.checkpoint import read_meta
 
-    meta = train_actor(args.run_dir, from_flags(args, ActorConfig), data_path=args.data,
+    base = run_actor_config(read_meta(args.run_dir))
+    meta = train_actor(args.run_dir, from_flags(args, ActorConfig, base), data_path=args.data,
                        force=args.force, device=args.device, progress=not args.quiet)
     f = meta["kept"]
     print(f"actor: {meta['parameters']:,} parameters, {meta['pairs']:,} hindsight starts in "
@@ -210,8 +212,8 @@ def cmd_train_actor(args) -> None:
           f"{f['step']}, the weights kept (z-scored action blocks: 1 is the mean's); embed "
           f"{meta['embed_seconds']:.0f} s, train "
           f"{meta['train_seconds']:.0f} s")
-    print(f"wrote {Path(args.run_dir) / 'actor'}; plan with `lewm eval {args.run_dir} "
-          "--planner actor --horizon 1 --replan 1`, the closed loop")
+    print(f"wrote {Path(args.run_dir) / 'actor'}; act with `lewm eval {args.run_dir} "
+          "--planner actor` (or guarded: the actor checked by a small CEM)")
 
 
 def cmd_summary(args) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from lewm.actor.config import ActorConfig
 from lewm.data.config import CollectConfig
 from lewm.errors import LewmError
 from lewm.model.config import ModelConfig
@@ -32,6 +33,16 @@ class Recipe:
     """the training run (`lewm train --preset NAME`)"""
     plan: PlanConfig = PlanConfig()
     """how its runs act (`lewm eval` starts from it; its flags apply on top)"""
+    actor: ActorConfig = ActorConfig()
+    """the actor its runs train (`lewm train-actor RUN` starts from it)"""
+    acting: tuple[PlanConfig, ...] = ()
+    """how its runs act with other planners: `lewm eval --planner NAME` starts from the one
+    whose `planner` is NAME (lewm.planning.config.planner_defaults when none is)"""
+
+    def __post_init__(self):
+        names = [p.planner for p in self.acting]
+        if self.plan.planner in names or len(set(names)) < len(names):
+            raise LewmError(f"recipe {self.name}: one plan per planner")
 
 
 # A conv encoder at 64 px: trains in minutes on two CPU cores. Its predictor's position

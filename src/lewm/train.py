@@ -41,6 +41,18 @@ from lewm.signals import StopFlag
 from lewm.trainconfig import TrainConfig, from_dict, to_dict, total_steps
 from lewm.validate import check_model_fits
 
+RECIPE_SECTIONS = ("recipe", "actor", "plans")
+"""what config.json keeps of the recipe a run follows, beside its train and plan sections"""
+
+
+def recipe_sections(recipe) -> dict:
+    """config.json's record of `recipe` (a lewm.recipes.Recipe, or None): its name, its actor
+    settings and its other planners' plans, by planner."""
+    if recipe is None:
+        return {}
+    return {"recipe": recipe.name, "actor": dataclasses.asdict(recipe.actor),
+            "plans": {p.planner: dataclasses.asdict(p) for p in recipe.acting}}
+
 
 def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
     """Linear warm-up to 1, then cosine decay to min_lr_ratio at `steps`."""
@@ -153,7 +165,7 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
           prepared: bool = False, force_data: bool = False, threads: int | None = None,
-          plan: PlanConfig | None = None) -> dict:
+          plan: PlanConfig | None = None, recipe=None) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
@@ -162,13 +174,18 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     `threads`: CPU threads for this call in place of the config's (a setting of the machine,
     not of the model, so a resumed run may change it: e.g. 1 while another job has a core).
     `plan`: how the run acts by default (its recipe's), kept in config.json for `lewm eval`.
+    `recipe`: the lewm.recipes.Recipe it follows; config.json then also keeps its name, its
+    actor settings (for `lewm train-actor`) and its other planners' plans, and `plan`
+    defaults to its plan.
 
     The run directory is locked for the whole run: a second `train` of it (or `--force` over
     it) is refused while this one lives."""
     if threads is not None and threads < 0:
         raise LewmError(f"--threads must be >= 0, got {threads}")
+    if recipe is not None:
+        plan = plan or recipe.plan
     args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data,
-            threads, plan)
+            threads, plan, recipe)
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(*args)  # under torchrun rank 0 holds the lock
     out = Path(out)
@@ -187,13 +204,14 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
 
 
 def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
-           force_data=False, threads=None, plan=None) -> dict:
+           force_data=False, threads=None, plan=None, recipe=None) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
-    state = None
+    state, kept = None, recipe_sections(recipe)
     if resume:
         meta = read_meta(run_dir)
+        kept = {k: meta[k] for k in RECIPE_SECTIONS if k in meta}
         cfg, plan = from_dict(meta["train"]), run_plan(meta)
         if not data_path and not Path(meta["data"]["path"]).exists():
             raise LewmError(f"{meta['data']['path']}: the run's dataset is not there; if it "
@@ -273,7 +291,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     meta = {"train": to_dict(cfg), "plan": dataclasses.asdict(plan or PlanConfig()),
-            "data": run.info, "parameters": params, "steps": steps}
+            "data": run.info, "parameters": params, "steps": steps, **kept}
     # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).
     model.card = ModelCard.from_checkpoint(json.loads(json.dumps(meta)),
                                            ZScore.per_column(run.stats))

@@ -47,3 +47,18 @@ class ActorConfig:
         if self.threads < 0:
             raise LewmError(f"--threads must be >= 0, got {self.threads}")
         check_numbers(self)  # what the checks above leave: NaN, inf
+
+
+def run_actor_config(meta: dict) -> ActorConfig:
+    """The actor settings a run's recipe gave it (its config.json's "actor" section), or the
+    defaults for runs made without a recipe or before recipes had them."""
+    import dataclasses
+
+    recorded = meta.get("actor")
+    if recorded is None:
+        return ActorConfig()
+    known = {f.name for f in dataclasses.fields(ActorConfig)}
+    if unknown := sorted(set(recorded) - known):
+        raise LewmError(f"the run's actor settings name {', '.join(unknown)}, unknown to this "
+                        "version of lewm")
+    return ActorConfig(**recorded)

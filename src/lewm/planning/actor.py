@@ -9,7 +9,11 @@ the model's imagination in between.
 solver settings, e.g. `--samples 128 --iterations 3`) searches around the actor's plan,
 starting at std `--carry-std` (the solver's init_std when unset), and the plan executed is
 whichever of the two the world model scores lower, so the search can only improve on the
-actor by the model's own measure."""
+actor by the model's own measure.
+
+With `--ensemble` the first run's actor proposes (on its model's part of the ensemble's
+embeddings) and the ensemble scores; with `--planner graph --towards actor` the actor
+reaches the graph's subgoals."""
 
 from __future__ import annotations
 
@@ -26,10 +30,7 @@ from lewm.planning.fast import rollout_of
 class ActorPlanner:
     def __init__(self, cfg: PlanConfig, model, setup: PlanSetup):
         from lewm.actor.net import load_actor
-        from lewm.planning.ensemble import Ensemble
 
-        if isinstance(model, Ensemble):
-            raise LewmError("--planner actor acts with one model's actor: drop --ensemble")
         if setup.run_dir is None:
             raise LewmError("--planner actor needs the run directory that holds the actor")
         net, meta = load_actor(setup.run_dir, (model.card.meta or {}).get("model_sha256"),
@@ -44,7 +45,12 @@ class ActorPlanner:
         return planner
 
     def _use(self, cfg, model, setup, net, meta) -> None:
+        from lewm.planning.ensemble import Ensemble
+
         self.cfg, self.model, self.setup, self.net, self.meta = cfg, model, setup, net, meta
+        # With --ensemble the actor is the first run's and reads that member's part of the
+        # ensemble's embeddings; the other members only judge plans (guarded).
+        self.part = model.lead_part if isinstance(model, Ensemble) else (lambda z: z)
         if self.meta["block_dim"] != setup.low.numel():
             raise LewmError(f"{setup.run_dir}: its actor acts in {self.meta['block_dim']}-D "
                             f"blocks, the model in {setup.low.numel()}-D ones; rerun "
@@ -58,8 +64,8 @@ class ActorPlanner:
         prev = ctx[:, -2] if ctx.shape[1] > 1 else z
         blocks = []
         for k in range(request.horizon):
-            blocks.append(torch.maximum(torch.minimum(self.net(z, prev, request.goal), high),
-                                        low))
+            act = self.net(self.part(z), self.part(prev), self.part(request.goal))
+            blocks.append(torch.maximum(torch.minimum(act, high), low))
             if k + 1 < request.horizon:  # the next decision, on the model's prediction
                 predicted = rollout_of(self.model)(ctx, acts, torch.stack(blocks, 1))
                 prev, z = z, predicted[:, -1]

@@ -163,11 +163,20 @@ class GraphConfig:
     lookahead: int = 8
     """blocks along the route to the subgoal CEM plans towards (with a perfect model of
     Two-Room, 3 blocks reach too little in 200 steps; 5 and 8 reach far goals)"""
+    towards: str = "cem"
+    """the planner that reaches each subgoal: cem, or the run's learned actor (actor,
+    guarded; lewm train-actor)"""
 
     def __post_init__(self):
+        from lewm.planning.registry import PLANNERS
+
         if min(self.nodes - 1, self.neighbours, self.probes, self.lookahead) < 1:
             raise LewmError("graph planner: nodes >= 2, and neighbours, probes and lookahead "
                             ">= 1")
+        if self.towards == "graph" or self.towards not in PLANNERS:
+            raise LewmError(f"--towards must be a planner other than graph "
+                            f"({', '.join(p for p in PLANNERS if p != 'graph')}), got "
+                            f"{self.towards!r}")
         check_numbers(self)  # what the checks above leave: NaN, inf
 
 
@@ -273,12 +282,36 @@ def changed(plan: PlanConfig, base: PlanConfig | None = None) -> list[str]:
     return out
 
 
-def run_plan(meta: dict) -> PlanConfig:
-    """How a run acts by default, from its checkpoint's config.json: its "plan" section, or,
-    for runs written before PlanConfig, the `key=value` strings its train section kept."""
+def run_plan(meta: dict, planner: str | None = None) -> PlanConfig:
+    """How a run acts, from its checkpoint's config.json: by default its "plan" section (or,
+    for runs written before PlanConfig, the `key=value` strings its train section kept);
+    with `planner`, the plan its recipe gave that planner ("plans"), else
+    `planner_defaults(planner, the default plan)`."""
     if meta.get("plan") is not None:
-        return plan_from_dict(meta["plan"])
-    return plan_from_strings(meta.get("train", {}).get("plan") or ())
+        base = plan_from_dict(meta["plan"])
+    else:
+        base = plan_from_strings(meta.get("train", {}).get("plan") or ())
+    if planner is None or planner == base.planner:
+        return base
+    recorded = (meta.get("plans") or {}).get(planner)
+    if recorded is not None:
+        return plan_from_dict(recorded)
+    return planner_defaults(planner, base)
+
+
+def planner_defaults(planner: str, base: PlanConfig) -> PlanConfig:
+    """`base` (a run's CEM plan) for `planner`, with the settings that planner needs to act
+    as intended where a run's recipe names none: the actor in closed loop (one call per
+    executed block), and the guard a small CEM (issue 47's 64-128 candidates x 2-3
+    iterations) around the actor's plan, re-planned every block."""
+    if planner == "actor":
+        return base.replace(planner=planner, mpc={"horizon": 1, "replan": 1, "carry": "none"})
+    if planner == "guarded":
+        return base.replace(planner=planner,
+                            solver={"samples": 128, "elites": 16, "iterations": 3,
+                                    "keep_elites": 0.0},
+                            mpc={"replan": 1, "carry": "none", "carry_std": 0.5})
+    return dataclasses.replace(base, planner=planner)
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "float | None": float}

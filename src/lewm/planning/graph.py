@@ -9,8 +9,9 @@ block: some of `probes` random action blocks, rolled out one block from it, land
 the model's own one-block prediction error of them. (Joining frames merely close in latent
 space would join frames on either side of a thin wall.) The shortest path from the frame
 nearest the current observation to the frame nearest the goal is a chain of reachable
-subgoals; CEM plans towards the one `lookahead` blocks along it, re-localising at every
-re-plan, and towards the goal itself once the route is shorter than that.
+subgoals; CEM (or the run's actor, `--towards actor`) plans towards the one `lookahead`
+blocks along it, re-localising at every re-plan, and towards the goal itself once the route
+is shorter than that.
 
 Embeddings are the model's own, so the graph is built for one model and one dataset.
 """
@@ -26,7 +27,6 @@ import torch
 
 from lewm.model.embed import embed_frames
 from lewm.planning.base import Plan, PlanRequest, PlanSetup
-from lewm.planning.cem import CEMPlanner
 from lewm.planning.config import GraphConfig, PlanConfig
 from lewm.planning.fast import rollout_of
 from lewm.validate import check_memory
@@ -91,15 +91,19 @@ class LatentGraph:
         return dist, nxt
 
 
-class GraphPlanner(CEMPlanner):
-    """CEM towards subgoals: per episode, the route from the current frame's node to the
-    goal's node, and the subgoal `lookahead` blocks along it (see the module docstring).
-    The graph is built once, over the training episodes of the run (`setup.data_path`)."""
+class GraphPlanner:
+    """Subgoals for another planner: per episode, the route from the current frame's node to
+    the goal's node, and the subgoal `lookahead` blocks along it (see the module docstring),
+    reached by the planner `graph.towards` names (CEM, or the run's actor). The graph is
+    built once, over the training episodes of the run (`setup.data_path`)."""
 
     def __init__(self, cfg: PlanConfig, model, setup: PlanSetup):
-        super().__init__(cfg, model, setup)
         from lewm.data.clips import EpisodeData
+        from lewm.planning.registry import make_planner
 
+        self.cfg = cfg
+        self.towards = make_planner(dataclasses.replace(cfg, planner=cfg.graph.towards), model,
+                                    setup)
         data = EpisodeData(setup.data_path or model.card.data["path"])
         val = set(model.card.data.get("val_episodes") or [])
         train = [e for e in range(data.num_episodes) if e not in val] or list(
@@ -137,7 +141,8 @@ class GraphPlanner(CEMPlanner):
         target, nodes = self.subgoals(request.context[:, -1], request.goal)
         frames = [None if n < 0 or self.graph.frames is None else self.graph.frames[n]
                   for n in nodes]
-        return Plan(self.search(request, target), target, frames)
+        blocks = self.towards.plan(dataclasses.replace(request, goal=target)).blocks
+        return Plan(blocks, target, frames)
 
     def report(self) -> dict:
         """What eval.json records about the graph."""
