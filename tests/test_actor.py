@@ -49,9 +49,10 @@ def test_the_targets_are_the_runs_z_scored_action_blocks():
     np.testing.assert_allclose(z.to_z(raw)[0, :2], (actions[4] - [1.0, 2.0]) / [2.0, 4.0])
 
 
-def test_the_actor_learns_a_toy_world_with_oracle_latents(tmp_path):
+@pytest.mark.parametrize("loss", ["mse", "gaussian"])
+def test_the_actor_learns_a_toy_world_with_oracle_latents(tmp_path, loss):
     """On Two-Room's noisy-expert data with the agent's position as the latent, the actor
-    reaches the protocol's goals in closed loop."""
+    reaches the protocol's goals in closed loop, trained on either likelihood."""
     from lewm.data.collect import CollectConfig, collect
 
     path = tmp_path / "tworoom.h5"
@@ -62,9 +63,9 @@ def test_the_actor_learns_a_toy_world_with_oracle_latents(tmp_path):
     blocks_z = model.trained_card.action.blocks(5)
     rng = np.random.default_rng(0)
     pairs = HindsightPairs(data.ep_offset, data.ep_len, range(data.num_episodes), 5, 40)
-    cfg = ActorConfig(hidden=128, depth=2, steps=1500, batch_size=256, lr=3e-3)
+    cfg = ActorConfig(hidden=128, depth=2, steps=1500, batch_size=256, lr=3e-3, loss=loss)
     torch.manual_seed(0)
-    net = Actor(2, 10, cfg.hidden, cfg.depth)
+    net = Actor(2, 10, cfg.hidden, cfg.depth, gaussian=loss == "gaussian")
     metrics = fit(net, emb, data.action, pairs, pairs.draw(1024, rng), blocks_z, cfg, rng)
     assert metrics[-1]["val_mse"] < metrics[0]["val_mse"] or len(metrics) == 1
 
@@ -204,3 +205,27 @@ def test_the_actor_acts_with_an_ensemble_and_towards_the_graphs_subgoals(tiny_ru
     r = run_cli("eval", tiny_run, "--planner", "graph", "--towards", "graph", "--episodes", 2,
                 check=False)
     assert r.returncode == 2 and "--towards" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_consistency_term_trains_the_actor_through_a_frozen_model(tiny_run):
+    """`consistency` > 0 adds the predictor's view of the actor's block to the loss: the actor
+    learns, and the world model's weights are untouched."""
+    from lewm.checkpoint import load_model
+    from lewm.data.clips import EpisodeData
+
+    model = load_model(tiny_run).requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = EpisodeData(model.card.data["path"])
+    from lewm.model.embed import embed_frames
+
+    emb = embed_frames(model, np.asarray(data.pixels[:])).float()
+    pairs = HindsightPairs(data.ep_offset, data.ep_len, range(data.num_episodes), 5, 20)
+    rng = np.random.default_rng(0)
+    cfg = ActorConfig(hidden=32, depth=1, steps=60, batch_size=64, consistency=1.0)
+    net = Actor(emb.shape[1], 10, cfg.hidden, cfg.depth)
+    metrics = fit(net, emb, data.action, pairs, pairs.draw(256, rng),
+                  model.card.action.blocks(5), cfg, rng, model=model)
+    assert len(metrics) > 1 and all(np.isfinite(m["train_loss"]) for m in metrics)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(LewmError, match="actor loss"):
+        ActorConfig(loss="laplace")

@@ -191,7 +191,7 @@ def plot_actor(metrics: list[dict], out_png) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     steps = [m["step"] for m in metrics]
-    ax.plot(steps, [m["train_mse"] for m in metrics], "o-", label="train (last batch)")
+    ax.plot(steps, [m["train_loss"] for m in metrics], "o-", label="train (last batch)")
     ax.plot(steps, [m["val_mse"] for m in metrics], "s--", label="held-out episodes")
     ax.set(xlabel="step", ylabel="MSE, z-scored action block", title="actor")
     ax.legend()

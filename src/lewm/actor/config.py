@@ -29,6 +29,13 @@ class ActorConfig:
     drop_motion: float = 0.2
     """fraction of training pairs shown without the previous frame (as at an episode's first
     decision, or when the planner is given one frame of context)"""
+    loss: str = "mse"
+    """mse: the squared error of the z-scored block (a deterministic actor); gaussian: the
+    negative log-likelihood of a diagonal Gaussian whose mean it acts with (as INTACT)"""
+    consistency: float = 0.0
+    """weight of a term through the frozen world model: the squared distance between the
+    embedding the predictor expects after the actor's block and the one the data reached
+    after its own (0: none)"""
     seed: int = 0
     """seed of the network's initialisation and of the pairs drawn"""
     threads: int = 0
@@ -44,6 +51,10 @@ class ActorConfig:
         if not 0 <= self.drop_motion <= 1:
             raise LewmError(f"actor drop_motion must be a fraction in [0, 1], got "
                             f"{self.drop_motion}")
+        if self.loss not in ("mse", "gaussian"):
+            raise LewmError(f"actor loss must be mse or gaussian, got {self.loss!r}")
+        if not self.consistency >= 0:
+            raise LewmError(f"actor consistency weight must be >= 0, got {self.consistency}")
         if self.threads < 0:
             raise LewmError(f"--threads must be >= 0, got {self.threads}")
         check_numbers(self)  # what the checks above leave: NaN, inf

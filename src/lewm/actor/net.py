@@ -20,18 +20,29 @@ class Actor(nn.Module):
     world model's. The inputs are the current embedding, the goal's offset from it (the goal
     intent) and the last block's motion z - z_prev (the velocity one frame cannot show)."""
 
-    def __init__(self, embed_dim: int, block_dim: int, hidden: int = 512, depth: int = 3):
+    def __init__(self, embed_dim: int, block_dim: int, hidden: int = 512, depth: int = 3,
+                 gaussian: bool = False):
         super().__init__()
         layers, width = [], 3 * embed_dim
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.GELU()]
             width = hidden
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, block_dim)
-        self.embed_dim, self.block_dim = embed_dim, block_dim
+        # A Gaussian actor also predicts each value's log-std (trained by its likelihood);
+        # it acts with the mean either way.
+        self.head = nn.Linear(width, 2 * block_dim if gaussian else block_dim)
+        self.embed_dim, self.block_dim, self.gaussian = embed_dim, block_dim, gaussian
 
     def forward(self, z, z_prev, goal):
-        return self.head(self.body(torch.cat([z, goal - z, z - z_prev], dim=-1)))
+        return self.distribution(z, z_prev, goal)[0]
+
+    def distribution(self, z, z_prev, goal) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean (b, blk), log-std (b, blk), or None for a deterministic actor)."""
+        out = self.head(self.body(torch.cat([z, goal - z, z - z_prev], dim=-1)))
+        if not self.gaussian:
+            return out, None
+        mean, log_std = out.split(self.block_dim, -1)
+        return mean, log_std.clamp(-5.0, 2.0)
 
 
 def actor_dir(run_dir) -> Path:
@@ -54,7 +65,7 @@ def load_actor(run_dir, model_sha256: str | None, device="cpu") -> tuple[Actor, 
             raise LewmError(f"{weights}: damaged (its SHA-256 differs from actor.json's); "
                             f"rerun `lewm train-actor {run_dir} --force`")
         net = Actor(meta["embed_dim"], meta["block_dim"], meta["config"]["hidden"],
-                    meta["config"]["depth"])
+                    meta["config"]["depth"], meta["config"].get("loss") == "gaussian")
         net.load_state_dict(load(blob))
     except FileNotFoundError as e:
         raise LewmError(f"{where}: incomplete actor ({Path(e.filename).name} is missing; rerun "

@@ -37,11 +37,14 @@ def train_actor(run_dir, cfg: ActorConfig, data_path=None, force: bool = False,
 
 
 def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPairs, val_rows,
-        blocks_z, cfg: ActorConfig, rng: np.random.Generator, progress: bool = False) -> list:
+        blocks_z, cfg: ActorConfig, rng: np.random.Generator, progress: bool = False,
+        model=None) -> list:
     """Train `net` on hindsight `pairs` of rows with embeddings `emb` (N, D) and raw
     `actions` (N, A), the targets z-scored by `blocks_z` (the model's block statistics);
-    `val_rows` (t, prev, goal) are scored CHECKS times, evenly, and the net is left with
-    the weights of the best check, in eval mode. Returns the metrics."""
+    `val_rows` (t, prev, goal) are scored CHECKS times, evenly, by the squared error of the
+    block (whatever the loss), and the net is left with the weights of the best check, in
+    eval mode. `model`: the frozen world model, for `cfg.consistency`. Returns the
+    metrics."""
     from tqdm.auto import tqdm
 
     dev = next(net.parameters()).device
@@ -55,7 +58,21 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
         if drop:
             prev = np.where(rng.random(len(t)) < drop, t, prev)
         target = torch.from_numpy(blocks_z.to_z(action_blocks(actions, t, fs))).float()
-        return (emb[t].to(dev), emb[prev].to(dev), emb[goal].to(dev)), target.to(dev)
+        inputs = (emb[t].to(dev), emb[prev].to(dev), emb[goal].to(dev))
+        return inputs, target.to(dev), emb[t + fs].to(dev)  # t + fs: inside the episode
+
+    def objective(inputs, target, reached):
+        mean, log_std = net.distribution(*inputs)
+        if log_std is None:
+            loss = F.mse_loss(mean, target)
+        else:  # the diagonal Gaussian's negative log-likelihood, up to a constant
+            loss = (0.5 * ((target - mean) / log_std.exp()) ** 2 + log_std).mean()
+        if cfg.consistency:
+            # Where the frozen predictor expects the actor's block to lead, against where the
+            # data's block led: gradients reach the actor through the model, not the model.
+            expected = model.rollout(inputs[0][:, None], None, mean[:, None])[:, 0]
+            loss = loss + cfg.consistency * F.mse_loss(expected, reached)
+        return loss
 
     net.train()
     metrics, best = [], (float("inf"), None)
@@ -63,17 +80,16 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
     bar = tqdm(range(cfg.steps), desc="actor", unit="step", disable=not progress,
                dynamic_ncols=True, mininterval=1.0)
     for step in bar:
-        inputs, target = batch(pairs.draw(cfg.batch_size, rng), cfg.drop_motion)
-        loss = F.mse_loss(net(*inputs), target)
+        loss = objective(*batch(pairs.draw(cfg.batch_size, rng), cfg.drop_motion))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if (step + 1) % every == 0 or step + 1 == cfg.steps:
             with torch.no_grad():
-                v_in, v_target = batch(val_rows, 0.0)
+                v_in, v_target, _ = batch(val_rows, 0.0)
                 val_loss = float(F.mse_loss(net(*v_in), v_target))
-            metrics.append({"step": step + 1, "train_mse": loss.item(), "val_mse": val_loss})
+            metrics.append({"step": step + 1, "train_loss": loss.item(), "val_mse": val_loss})
             bar.set_postfix(mse=f"{loss.item():.3f}", val=f"{val_loss:.3f}")
             if val_loss < best[0]:
                 best = (val_loss, {k: v.detach().clone() for k, v in net.state_dict().items()})
@@ -119,10 +135,11 @@ def _train_actor(run_dir: Path, cfg, data_path, force, device, progress) -> dict
         raise LewmError(f"{data_path}: {e}: no actor training pairs") from None
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    net = Actor(emb.shape[1], fs * data.action_dim, cfg.hidden, cfg.depth).to(dev)
+    net = Actor(emb.shape[1], fs * data.action_dim, cfg.hidden, cfg.depth,
+                cfg.loss == "gaussian").to(dev)
     t1 = time.perf_counter()
     metrics = fit(net, emb, data.action, pairs, val.draw(VAL_PAIRS, rng), blocks_z, cfg, rng,
-                  progress)
+                  progress, model)
     train_s = time.perf_counter() - t1
 
     from safetensors.torch import save
