@@ -163,9 +163,11 @@ def test_rest_starts_zero_the_start_velocities_only(envs, world, velocity, tmp_p
         EvalConfig(start="still")
 
 
-def fake_eval(path, checkpoint, manifest, success, strict, random=None, world="tworoom"):
+def fake_eval(path, checkpoint, manifest, success, strict, random=None, world="tworoom",
+              planner="cem"):
     random = random or [False] * len(success)
-    doc = {"world": world, "checkpoint_sha256": checkpoint, "manifest": {"sha256": manifest},
+    doc = {"world": world, "planner": planner, "checkpoint_sha256": checkpoint,
+           "manifest": {"sha256": manifest},
            "strict": {}, "criteria": {"authors": "a", "strict": "s"},
            "episodes": [{"success": a, "strict_success": b, "random_success": r,
                          "random_strict_success": r} for a, b, r in zip(success, strict, random)]}
@@ -202,8 +204,10 @@ def test_the_summary_verb_refuses_in_one_line(tmp_path, capsys):
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"world": "tworoom", "episodes": [{"success": True}]}))
     other = fake_eval(tmp_path / "o.json", "s2", "m1", [1], [1], world="pusht")
+    actor = fake_eval(tmp_path / "actor.json", "s1", "m1", [1], [1], planner="actor")
     for args, says in (([a, b], "other episodes"), ([a, str(old)], "strict criterion"),
                        ([a, other], "several worlds"), ([a, a], "twice"),
+                       ([a, actor], "several planners"),
                        ([str(tmp_path / "none.json")], "no such evaluation")):
         assert main(["summary", *args]) == 2
         err = capsys.readouterr().err

@@ -59,6 +59,11 @@ def summarise_seeds(evals: list[dict]) -> dict:
     if len(worlds) > 1:
         raise LewmError(f"evaluations of several worlds ({', '.join(map(str, sorted(worlds)))}): "
                         "summarise one world at a time")
+    planners = {e.get("planner") for e in evals}
+    if len(planners) > 1:
+        raise LewmError(f"evaluations by several planners ({', '.join(map(str, sorted(planners)))}"
+                        "): seeds are a unit of one recipe acting one way; summarise one "
+                        "planner at a time")
     models: dict[str, list[dict]] = defaultdict(list)
     for e in evals:
         models[e.get("checkpoint_sha256") or e["path"]].append(e)
@@ -73,7 +78,7 @@ def summarise_seeds(evals: list[dict]) -> dict:
         if len(set(s)) < len(s):
             raise LewmError(f"{models[m][0]['path']}: the same model on the same episodes twice")
 
-    out = {"world": worlds.pop(), "version": __version__,
+    out = {"world": worlds.pop(), "planner": planners.pop(), "version": __version__,
            "manifests": first, "models": [], "criteria": evals[0].get("criteria", {})}
     for es in models.values():
         eps = [ep for e in es for ep in e["episodes"]]
@@ -110,7 +115,8 @@ def table(summary: dict) -> str:
                f"{100 * c['pooled_ci95'][1]:.1f})"
 
     m, k = len(summary["models"]), len(summary["manifests"])
-    lines = [f"{summary['world']}: {m} model{'s' * (m > 1)} x {k} episode set"
+    lines = [f"{summary['world']}, planner {summary.get('planner')}: {m} model"
+             f"{'s' * (m > 1)} x {k} episode set"
              f"{'s' * (k > 1)}, {summary['episodes']} episodes",
              "",
              "| model | episodes | authors' | random | strict | random |",
