@@ -4,13 +4,15 @@ predictor's matmuls, the optimiser), each part's FLOPs and achieved GFLOP/s, aga
 machine's measured matmul peak at the same thread count.
 
     python bench/train_profile.py [--presets tworoom-cpu reacher-cpu pusht-cpu]
-        [--episodes 12] [--steps 30] [--threads 2] [--tag NAME]
+        [--variants fp32 bf16] [--episodes 12] [--steps 30] [--threads 2] [--tag NAME]
 
 Each preset trains on a small dataset collected with its recipe's settings (`--episodes`
 episodes; batches are read from the file exactly as in `lewm train`). Two timings per preset:
 `lewm.train.train` itself for `--steps` steps (its own metrics' frames/s, validation and
 checkpoints pushed past the end), and the same step run here under torch.profiler, split
-into parts by operator. They must agree; the profile is of what `lewm train` does.
+into parts by operator. They must agree; the profile is of what `lewm train` does. Each
+`--variants` entry is a precision (`--set precision=...`: fp32, or bf16 autocast), measured
+in the same run so that they compare.
 Writes bench/results/train_profile_cpu[_NAME].json, saved after every preset.
 """
 
@@ -41,6 +43,7 @@ p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "reacher-cpu", "p
 p.add_argument("--episodes", type=int, default=12, help="episodes collected per preset")
 p.add_argument("--steps", type=int, default=30, help="timed steps (after 5 of warm-up)")
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--variants", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
 p.add_argument("--tag", default="", help="suffix of the result file")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -93,11 +96,14 @@ def profile_step(cfg, data_path) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
 
+    bf16 = cfg.precision == "bf16"
+
     def step(i: int):
         with record_function("data"):
             pixels, actions = as_tensors(run.train.batch(
                 batch_indices(len(run.train), cfg.batch_size, cfg.seed, i)))
-        terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(cfg.seed, i))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(cfg.seed, i))
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
@@ -155,13 +161,15 @@ results = {"threads": args.threads, "peak_fp32_gflop_per_s": round(peak_gflops()
            "peak_bf16_gflop_per_s": round(peak_gflops(torch.bfloat16), 1), "presets": {}}
 with tempfile.TemporaryDirectory() as tmp:
     work = Path(tmp)
-    for name in args.presets:
+    for name, variant in ((n, v) for n in args.presets for v in args.variants):
         recipe = get_recipe(name)
         data = work / f"{name}.h5"
-        collect(dataclasses.replace(recipe.collect, episodes=args.episodes), data,
-                progress=False)
-        row = profile_step(recipe.train, data)
-        row["s_per_step_lewm_train"] = round(loop_seconds(recipe.train, data, work), 4)
+        if not data.exists():
+            collect(dataclasses.replace(recipe.collect, episodes=args.episodes), data,
+                    progress=False)
+        cfg = dataclasses.replace(recipe.train, precision=variant)
+        row = profile_step(cfg, data)
+        row["s_per_step_lewm_train"] = round(loop_seconds(cfg, data, work), 4)
         row["steps_per_s_lewm_train"] = round(1 / row["s_per_step_lewm_train"], 2)
         row["achieved_gflop_per_s"] = round(row["gflop_per_step"]
                                             / row["s_per_step_lewm_train"], 1)
@@ -169,7 +177,7 @@ with tempfile.TemporaryDirectory() as tmp:
                                              / results["peak_fp32_gflop_per_s"], 3)
         row["bound_at_peak_s"] = round(row["gflop_per_step"]
                                        / results["peak_fp32_gflop_per_s"], 4)
-        results["presets"][name] = row
+        results["presets"][name if variant == "fp32" else f"{name} {variant}"] = row
         print(name, json.dumps(row), flush=True)
         tag = f"_{args.tag}" if args.tag else ""
         save(f"train_profile_cpu{tag}", results)
