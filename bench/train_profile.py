@@ -113,13 +113,9 @@ def profile_step(cfg, data_path) -> dict:
         step(i)
     with FlopCounterMode(display=False) as counter:
         step(5)
-    flops_by_op = defaultdict(float)
-    for op, n in counter.get_flop_counts()["Global"].items():
-        flops_by_op[str(op).split(".")[-1] if "." in str(op) else str(op)] += n
-    conv_flops = sum(n for op, n in counter.get_flop_counts()["Global"].items()
-                     if "convolution" in str(op))
-    conv_fwd = sum(n for op, n in counter.get_flop_counts()["Global"].items()
-                   if "convolution" in str(op) and "backward" not in str(op))
+    by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    conv_flops = sum(n for op, n in by_op.items() if "convolution" in op)
+    conv_fwd = sum(n for op, n in by_op.items() if "convolution" in op and "backward" not in op)
     total_flops = counter.get_total_flops()
     start = time.perf_counter()
     for i in range(args.steps):
