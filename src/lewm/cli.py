@@ -61,12 +61,51 @@ def cmd_show(args) -> None:
             raise LewmError(f"{args.path}: episode {args.episode} out of range (0..{n - 1})")
         o, length = int(f["ep_offset"][args.episode]), int(f["ep_len"][args.episode])
         frames = f["pixels"][o : o + length]
+        world = f.attrs.get("world")
+        states = f["state"][o : o + length] if "state" in f else None
+    if args.perturb:
+        frames = perturbed_beside_clean(args.path, world, frames, states, args.perturb,
+                                        args.seed, args.episode)
     out = Path(args.out or Path(args.path).with_suffix(f".ep{args.episode}.gif"))
     if out.exists() and out.resolve() == Path(args.path).resolve():
         raise LewmError(f"{out}: is the episode file being shown; choose another --out")
     check_output(out, args.force)
     write_gif(frames, out, fps=args.fps, scale=max(1, 256 // frames.shape[1]))
     print(f"wrote {out} ({length} frames)")
+
+
+def perturbed_beside_clean(path, world, frames, states, spec: str, seed: int, episode: int):
+    """An episode's frames, clean | seen through its perturbed scene (as `lewm eval
+    --perturb SPEC --seed SEED` would draw it for the episode with that index)."""
+    import numpy as np
+
+    from lewm.envs import make_env
+    from lewm.evaluate import PERTURB_STREAM
+    from lewm.perturb import PerturbedEnv, parse
+
+    if not world:
+        raise LewmError(f"{path}: does not say which world it holds, which --perturb needs")
+    env = make_env(str(world), frames.shape[1])
+    try:
+        shown = PerturbedEnv(env, parse(spec), [seed, episode, PERTURB_STREAM])
+        out = [shown.show(f, t, None if states is None else states[t])
+               for t, f in enumerate(frames)]
+    finally:
+        env.close()
+    sep = np.full_like(frames[0][:, :2], 255)
+    return np.stack([np.concatenate([a, sep, b], axis=1) for a, b in zip(frames, out)])
+
+
+def cmd_robustness(args) -> None:
+    from lewm.protocol import EvalConfig
+    from lewm.robustness import DEFAULT_SUITE, robustness
+
+    protocol = from_flags(args, EvalConfig, EvalConfig(episodes=200))
+    r = robustness(args.run_dir, args.perturb or DEFAULT_SUITE, protocol=protocol,
+                   planner=args.planner, force=args.force, device=args.device)
+    print(f"wrote {Path(args.run_dir) / 'robustness.json'} and robustness.png "
+          f"({len(r['perturbations'])} perturbations on manifest "
+          f"{r['manifest']['sha256'][:12]})")
 
 
 def cmd_train(args) -> None:
@@ -118,6 +157,8 @@ def cmd_eval(args) -> None:
     r = eval_run(args.run_dir, from_flags(args, EvalConfig), plan_from_flags(args, base),
                  data_path=args.data, force=args.force, device=args.device,
                  ensemble=args.ensemble or (), out_name=name)
+    if r.get("perturb"):
+        print(f"perturbed scene {r['perturb']['spec']}: {r['perturb']['what']}")
     print(f"success {rate_ci(r)} over {r['episodes_evaluated']} episodes; random policy "
           f"{100 * r['random_success_rate']:.0f}%, solved at start "
           f"{100 * r['solved_at_start']:.0f}%; plan {r['plan_ms_mean']:.0f} ms/episode-plan "
@@ -364,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episode", type=int, default=0)
     s.add_argument("--out", default=None, help="output GIF (default: beside the file)")
     s.add_argument("--fps", type=int, default=10)
+    s.add_argument("--perturb", metavar="NAME[:LEVEL]",
+                   help="show the episode beside itself through a perturbed scene (the "
+                   "perturbations of lewm eval --perturb)")
+    s.add_argument("--seed", type=int, default=42,
+                   help="the evaluation seed whose scene --perturb draws")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_show)
     t = sub.add_parser("train", help="train LeWM from pixels on an episode file",
@@ -463,6 +509,25 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--force", action="store_true")
     add_device(su)
     su.set_defaults(func=cmd_surprise)
+
+    from lewm.perturb import FAMILIES
+
+    ro = sub.add_parser("robustness", help="success under each perturbation of the scene "
+                        "beside clean, on the same episodes",
+                        description="Evaluate RUN clean and under perturbed scenes (lewm.perturb)"
+                        " on the same episodes; writes robustness.json, robustness.png and one "
+                        "eval-robustness-*.json per scene in the run directory.")
+    ro.add_argument("run_dir")
+    ro.add_argument("--perturb", nargs="+", metavar="NAME[:LEVEL]",
+                    help="the scenes (default: every family at its default level: "
+                    f"{', '.join(FAMILIES)})")
+    ro.add_argument("--planner", help="how to act (default: the run's recipe's plan; actor, "
+                    "guarded, ... take the recipe's plan for them)")
+    add_flags(ro, EvalConfig, skip=("perturb", "gifs", "goals", "offset"),
+              title="evaluation protocol", base=EvalConfig(episodes=200))
+    ro.add_argument("--force", action="store_true", help="replace existing results")
+    add_device(ro)
+    ro.set_defaults(func=cmd_robustness)
 
     im = sub.add_parser("import", help="make a run directory from an authors' checkpoint "
                         "(weights.pt + config.json)")

@@ -21,6 +21,7 @@ import torch
 
 from lewm import __version__
 from lewm.envs import make_env
+from lewm.errors import LewmError
 from lewm.goals import GoalSet
 from lewm.io import write_gif, write_json
 from lewm.planning.ensemble import Ensemble
@@ -42,8 +43,27 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
-def make_envs(world: str, size: int, pairs) -> tuple[list, list]:
+PERTURB_STREAM = 0x70657274
+"""mixed into each episode's perturbation seed, so its scene draws nothing any other
+stream of the evaluation draws"""
+
+
+def make_envs(world: str, size: int, pairs, perturb: str = "", seed: int = 0,
+              first: int = 0) -> tuple[list, list]:
+    """Envs at their (start, goal) pairs and their first observations; with `perturb`,
+    each seen through its episode's scene (episode `first + i` of the evaluation)."""
     envs = [make_env(world, size) for _ in pairs]
+    if perturb:
+        from lewm.perturb import PerturbedEnv, parse
+
+        p = parse(perturb)
+        try:
+            envs = [PerturbedEnv(env, p, [seed, first + i, PERTURB_STREAM])
+                    for i, env in enumerate(envs)]
+        except LewmError:
+            for env in envs:
+                env.close()
+            raise
     return envs, reset_envs(envs, pairs)
 
 
@@ -73,7 +93,8 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
     # so hundreds of them at once would not fit in memory.
     for lo in range(0, n, step):
         part = slice(lo, min(lo + step, n))
-        envs, obs = make_envs(world, size, goals.pairs[part])
+        envs, obs = make_envs(world, size, goals.pairs[part], protocol.perturb,
+                              protocol.seed, lo)
         try:
             solved_at_start += [env.success() for env in envs]
             strict_at_start += [env.strict_success() for env in envs]  # before the hold
@@ -106,6 +127,7 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
     result.update({
         "wall_s": wall, "world": world, "goals": goals.kind, "budget": goals.budget,
         "planner": planner.cfg.planner,
+        "perturb": perturb_record(protocol.perturb),
         "ensemble": model.names if isinstance(model, Ensemble) else None,
         "data": goals.data,
         "config": {"eval": asdict(protocol), "plan": asdict(planner.cfg),
@@ -134,6 +156,16 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
 
     plot_eval(result, out.parent / f"{out.stem}.png")
     return result
+
+
+def perturb_record(spec: str) -> dict | None:
+    """What eval.json says of the scene: None when clean."""
+    if not spec:
+        return None
+    from lewm.perturb import FAMILIES, parse
+
+    p = parse(spec)
+    return {"name": p.family, "level": p.level, "spec": p.spec, "what": FAMILIES[p.family].doc}
 
 
 def summarise(success, random_success, solved_at_start) -> dict:

@@ -196,3 +196,31 @@ def plot_actor(metrics: list[dict], out_png) -> None:
     ax.set(xlabel="step", ylabel="MSE, z-scored action block", title="actor")
     ax.legend()
     _save(fig, out_png, dpi=110)
+
+
+def plot_robustness(result: dict, out_png) -> None:
+    """Success in each perturbed scene beside the clean one, under each criterion, with the
+    95 % intervals and the random policy's floor (the same in every scene)."""
+    plt = _pyplot()
+    rows = [("clean", result["clean"])] + [(p["spec"] + ("" if p["held_out"] else " (seen)"),
+                                            p) for p in result["perturbations"]]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 3), 3.8), sharey=True)
+    for ax, (title, pick) in zip(axes, [("authors' criterion", lambda r: r),
+                                        ("strict criterion", lambda r: r["strict"])]):
+        values = [pick(r)["success_rate"] for _, r in rows]
+        err = [[max(0.0, v - pick(r)["success_ci95"][0]) for v, (_, r) in zip(values, rows)],
+               [max(0.0, pick(r)["success_ci95"][1] - v) for v, (_, r) in zip(values, rows)]]
+        colours = ["tab:green"] + ["tab:blue"] * (len(rows) - 1)
+        ax.bar(range(len(rows)), values, yerr=err, color=colours, capsize=3)
+        for x, v in enumerate(values):
+            ax.text(x, v + 0.03, f"{100 * v:.0f}", ha="center", fontsize=7)
+        ax.axhline(pick(result["clean"])["random_success_rate"], color="tab:gray", ls="--",
+                   lw=1, label="random policy")
+        ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=35, ha="right",
+                      fontsize=7)
+        ax.set(ylim=(0, 1.12), title=title)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0].set_ylabel(f"{result['world']}, {result['planner']}: success "
+                       f"({result['manifest']['episodes']} episodes)")
+    fig.tight_layout()
+    _save(fig, out_png, dpi=110)

@@ -33,6 +33,10 @@ class EvalConfig:
     """recorded: each episode starts in its start state as drawn (the paper's); rest: with
     the state's velocities zeroed (Push-T's agent, Reacher's joints, Cube's arm and cube),
     which one frame cannot show the planner"""
+    perturb: str = ""
+    """NAME[:LEVEL]: show every frame, the goal's included, through a perturbed scene
+    (lewm.perturb: colour, texture, distractors, hue, camera, noise, blur; LEVEL in
+    (0, 1]), drawn per episode from the seed; the state and success are untouched"""
     gifs: int = 4
     """episodes written as GIFs (observation beside goal)"""
     batch: int = 0
@@ -51,6 +55,10 @@ class EvalConfig:
                             f"{self.goals!r}")
         if self.start not in ("recorded", "rest"):
             raise LewmError(f"--start must be recorded or rest, got {self.start!r}")
+        if self.perturb:
+            from lewm.perturb import parse
+
+            parse(self.perturb)
         if not 0 <= self.seed < 2**63:
             raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.gifs < 0 or self.batch < 0:

@@ -64,6 +64,10 @@ def summarise_seeds(evals: list[dict]) -> dict:
         raise LewmError(f"evaluations by several planners ({', '.join(map(str, sorted(planners)))}"
                         "): seeds are a unit of one recipe acting one way; summarise one "
                         "planner at a time")
+    scenes = {(e.get("perturb") or {}).get("spec", "clean") for e in evals}
+    if len(scenes) > 1:
+        raise LewmError(f"evaluations in several scenes ({', '.join(sorted(scenes))}): "
+                        "summarise one perturbation at a time")
     models: dict[str, list[dict]] = defaultdict(list)
     for e in evals:
         models[e.get("checkpoint_sha256") or e["path"]].append(e)
@@ -78,7 +82,8 @@ def summarise_seeds(evals: list[dict]) -> dict:
         if len(set(s)) < len(s):
             raise LewmError(f"{models[m][0]['path']}: the same model on the same episodes twice")
 
-    out = {"world": worlds.pop(), "planner": planners.pop(), "version": __version__,
+    out = {"world": worlds.pop(), "planner": planners.pop(), "perturb": scenes.pop(),
+           "version": __version__,
            "manifests": first, "models": [], "criteria": evals[0].get("criteria", {})}
     for es in models.values():
         eps = [ep for e in es for ep in e["episodes"]]

@@ -310,6 +310,36 @@ class CubeEnv(PixelWorld):
         """The goal image: the scene rendered at the goal state."""
         return self.render_state(self.goal)
 
+    FLOOR_GEOMS = ("floor", "wall_0", "wall_1", "wall_2", "wall_3")
+
+    @property
+    def knows_floor(self) -> bool:
+        return True
+
+    def background_weights(self, frame, state=None) -> np.ndarray:
+        """1 where the camera sees the floor, the arena's walls or the sky (MuJoCo's
+        segmentation rendering, at `state` or the current one), 0 on the arm and cube."""
+        d = self.data
+        if state is not None:
+            d = self._scratch
+            s = self.check_state(state)
+            d.qpos[:] = s[:NQ]
+            d.qvel[:] = s[NQ:]
+            mujoco.mj_forward(self.model, d)
+        if self.renderer is None:
+            raise LewmError("this Cube env is closed")
+        self.renderer.enable_segmentation_rendering()
+        try:
+            self.renderer.update_scene(d, camera=self._camera)
+            seg = self.renderer.render()  # (H, W, 2): object id, object type
+        finally:
+            self.renderer.disable_segmentation_rendering()
+        ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, n)
+               for n in self.FLOOR_GEOMS]
+        floor = (seg[..., 0] == -1) | ((seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM))
+                                       & np.isin(seg[..., 0], ids))
+        return floor.astype(np.float32)
+
     def _render(self, d) -> np.ndarray:
         if self.renderer is None:
             raise LewmError("this Cube env is closed")

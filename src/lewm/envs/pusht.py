@@ -274,6 +274,7 @@ class PushTEnv(PixelWorld):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     name = "pusht"
+    floor_rgb = (255, 255, 255)
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
         super().__init__(size, render_mode, action_dim=2)

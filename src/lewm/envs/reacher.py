@@ -208,6 +208,31 @@ class ReacherEnv(PixelWorld):
 
     def render(self) -> np.ndarray:
         """The current image (size, size, 3) uint8 from camera 0."""
+        return self._view().render().copy()
+
+    FLOOR_GEOMS = ("ground", "wall_x", "wall_y", "wall_neg_x", "wall_neg_y")
+
+    @property
+    def knows_floor(self) -> bool:
+        return True
+
+    def background_weights(self, frame, state=None) -> np.ndarray:
+        """1 where camera 0 sees the arena's ground, its walls or the sky (MuJoCo's
+        segmentation rendering, at `state` or the current one), 0 on the arm and target."""
+        now = None if state is None else self.state()
+        if now is not None:
+            self._set(self.check_state(state))
+        try:
+            seg = self._view().render(segmentation=True)  # (H, W, 2): object id, type
+        finally:
+            if now is not None:
+                self._set(now)
+        ids = {self.physics.model.name2id(n, "geom") for n in self.FLOOR_GEOMS}
+        floor = (seg[..., 0] == -1) | ((seg[..., 1] == int(self.mj.mjtObj.mjOBJ_GEOM))
+                                       & np.isin(seg[..., 0], list(ids)))
+        return floor.astype(np.float32)
+
+    def _view(self):
         if self.camera is None:
             import OpenGL.error
 
@@ -216,8 +241,8 @@ class ReacherEnv(PixelWorld):
             except (RuntimeError, self.mj.FatalError, OpenGL.error.Error) as e:
                 raise gl.render_failed(e) from e
         # One camera (and its scene) per env: physics.render would rebuild both every call.
-        # Its image is a view of a buffer the next render overwrites, hence the copy.
-        return self.camera.render().copy()
+        # Its image is a view of a buffer the next render overwrites, hence render's copy.
+        return self.camera
 
     def render_state(self, state) -> np.ndarray:
         """The image (size, size, 3) uint8 with the arm at `state`; the simulation is left

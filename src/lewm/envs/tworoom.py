@@ -133,6 +133,7 @@ class TwoRoomEnv(PixelWorld):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     name = "tworoom"
+    floor_rgb = (255, 255, 255)
 
     def __init__(self, size: int = 64, render_mode: str | None = "rgb_array"):
         super().__init__(size, render_mode, action_dim=2)
