@@ -197,3 +197,26 @@ def test_mujoco_worlds_paint_their_floor_from_segmentation(world):
     finally:
         clean_env.close()
         env.close()
+
+
+def test_collect_distractors_changes_pixels_only_and_training_remembers(tmp_path):
+    import h5py
+
+    from lewm.data.collect import CollectConfig, collect
+    from lewm.train import training_families
+
+    base = CollectConfig(episodes=6, steps=8, size=16, seed=4, num_envs=3)
+    collect(base, tmp_path / "clean.h5", progress=False)
+    messy = CollectConfig(**{**base.__dict__, "distractors": "none,colour:0.8,distractors"})
+    collect(messy, tmp_path / "messy.h5", progress=False)
+    with h5py.File(tmp_path / "clean.h5") as a, h5py.File(tmp_path / "messy.h5") as b:
+        for col in ("state", "action", "ep_len"):
+            np.testing.assert_array_equal(a[col][:], b[col][:])
+        per_episode = [np.array_equal(a["pixels"][i * 9:(i + 1) * 9],
+                                      b["pixels"][i * 9:(i + 1) * 9]) for i in range(6)]
+        assert not all(per_episode)  # some episodes were rendered messy
+        assert training_families(b.attrs["distractors"]) == ["colour", "distractors"]
+    r = run_cli("collect", "tworoom", "--episodes", 2, "--steps", 4, "--distractors",
+                "colour,fog", "--out", tmp_path / "bad.h5", check=False)
+    assert r.returncode != 0 and "unknown perturbation 'fog'" in r.stderr
+    assert not (tmp_path / "bad.h5").exists()

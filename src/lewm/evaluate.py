@@ -27,9 +27,7 @@ from lewm.io import write_gif, write_json
 from lewm.planning.ensemble import Ensemble
 from lewm.planning.mpc import EpisodeLog, Recorder, random_streams, run_mpc, run_random
 from lewm.protocol import EvalConfig
-
-DEFAULT_BATCH = 100
-"""episodes run at once when the protocol does not say (`--batch 0`)"""
+from lewm.worlds import WORLDS
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -88,7 +86,7 @@ def evaluate(model, goals: GoalSet, planner, protocol: EvalConfig, decoder=None,
     logs, timings, random, solved_at_start, strict_at_start = [], [], [], [], []
     shown_goals, rules = {}, {}
     streams = random_streams(protocol.seed)
-    step = protocol.batch or min(n, DEFAULT_BATCH)
+    step = protocol.batch or min(n, WORLDS[world].eval_batch)
     # One batch of environments at a time: a MuJoCo env holds a renderer and its GL context,
     # so hundreds of them at once would not fit in memory.
     for lo in range(0, n, step):

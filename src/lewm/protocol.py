@@ -41,8 +41,9 @@ class EvalConfig:
     """episodes written as GIFs (observation beside goal)"""
     batch: int = 0
     """episodes run at once, their environments alive together and planned in one planner
-    call (0: all, at most 100); each episode draws its own noise and the random policy's
-    draws continue from batch to batch, so results do not depend on it (memory does)"""
+    call (0: all, at most the world's eval_batch in lewm.worlds: 100, Cube 25); each
+    episode draws its own noise and the random policy's draws continue from batch to
+    batch, so results do not depend on it (memory does)"""
 
     def __post_init__(self):
         for name in ("episodes", "offset"):

@@ -107,8 +107,17 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
         "world": str(data.attrs.get("world", cfg.world)),
         "val_episodes": val_eps.tolist(), "train_clips": len(train),
         "val_clips": len(val) if val else 0, "fingerprint": data_fingerprint(data),
+        "perturb_families": training_families(data.attrs.get("distractors", "")),
     }
     return RunData(train, val, stats, info)
+
+
+def training_families(distractors) -> list[str]:
+    """The perturbation families an episode file was rendered with (`lewm collect
+    --distractors`), so that `lewm robustness` can say which of its scenes were held out."""
+    from lewm.data.config import distractor_specs
+
+    return sorted({s.split(":")[0] for s in distractor_specs(str(distractors or ""))} - {"none"})
 
 
 def data_fingerprint(data: EpisodeData) -> str:

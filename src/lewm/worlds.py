@@ -41,6 +41,9 @@ class World:
     """what `lewm probe` reads from the latent space"""
     far_budget: int
     """env steps allowed for `lewm eval --goals far`"""
+    eval_batch: int = 100
+    """episodes `lewm eval` runs at once when `--batch` is not given: their environments
+    are alive together, and a MuJoCo env holds a renderer and its scene"""
     extra: str | None = None
     """the optional lewm extra that brings its packages"""
     packages: tuple[str, ...] = ()
@@ -93,6 +96,7 @@ WORLDS: dict[str, World] = {w.name: w for w in (
         quantities={"cube_position": Quantity((14, 15, 16)),
                     "effector_position": Quantity((0, 1, 2), "proprio")},
         far_budget=300,
+        eval_batch=25,  # ~0.33 GB per env: 100 at once overran 24 GB
         extra="cube", packages=("mujoco", "ogbench"), mujoco=True,
         authors_state=("qpos", "qvel"),
     ),

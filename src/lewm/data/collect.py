@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lewm.data.config import CollectConfig
+from lewm.data.config import CollectConfig, distractor_specs
 from lewm.data.hdf5 import EpisodeWriter
 from lewm.envs import GYM_IDS, make_env
 from lewm.envs.policies import check_policy, make_policy
@@ -31,10 +31,27 @@ def episode_seeds(seed: int, index: int) -> tuple[int, np.random.Generator]:
     return env_seed, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
 
 
+def shown_through(env, cfg: CollectConfig, index: int):
+    """`env` as episode `index` of a `--distractors` collection renders it: through one of
+    the listed perturbations, drawn with its scene from a stream of its own (so the
+    policy's and the env's draws are those of the clean collection)."""
+    specs = distractor_specs(cfg.distractors)
+    if not specs:
+        return env
+    from lewm.perturb import PerturbedEnv, parse
+
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(index, 2)))
+    spec = specs[int(rng.integers(len(specs)))]
+    if spec == "none":
+        return env
+    return PerturbedEnv(env, parse(spec), rng.integers(2**63, size=2))
+
+
 def rollout_group(envs, policies, indices, cfg: CollectConfig, on_step=None):
     """Run episodes `indices` side by side, one per env; returns their columns in order and
     whether each episode reached its goal (the env reported success) at any step."""
     obs, infos = [], []
+    envs = [shown_through(env, cfg, i) for env, i in zip(envs, indices)]
     for env, policy, i in zip(envs, policies, indices):
         env_seed, rng = episode_seeds(cfg.seed, i)
         o, info = env.reset(seed=env_seed)

@@ -34,6 +34,11 @@ class CollectConfig:
     workers: int = 1
     """processes collecting side by side, each with num_envs environments (the MuJoCo worlds
     render in software on one core each: use one worker per free core)"""
+    distractors: str = ""
+    """messy training data: a comma-separated list of perturbations NAME[:LEVEL] (those of
+    lewm eval --perturb, and `none` for a clean episode); each episode is rendered through
+    one of them, drawn uniformly, with its own scene (the state, actions and success are
+    the clean world's)"""
     compression: str = "none"
     """image compression: none, lzf, gzip or blosc (Blosc lz4, as the authors' datasets;
     readable with hdf5plugin, the `authors` extra)"""
@@ -54,4 +59,16 @@ class CollectConfig:
             raise LewmError(f"--noise-std must be finite and >= 0, got {self.noise_std}")
         if not 0 <= self.seed < 2**63:
             raise LewmError(f"--seed must be in [0, 2**63), got {self.seed}")
+        distractor_specs(self.distractors)
         check_numbers(self)  # what the checks above leave: NaN, inf
+
+
+def distractor_specs(spec: str) -> list[str]:
+    """`--distractors` as a list of perturbation specs (`none` kept as is); one-line errors
+    for unknown names or levels."""
+    if not spec:
+        return []
+    from lewm.perturb import parse
+
+    specs = [s.strip() for s in spec.split(",")]
+    return [s if s == "none" else parse(s).spec for s in specs]
