@@ -162,6 +162,8 @@ def test_robustness_writes_a_row_per_scene_beside_clean(tiny_run):
         sub = json.loads((tiny_run / p["evaluation"]).read_text())
         assert sub["manifest"]["sha256"] == result["manifest"]["sha256"]
     assert (tiny_run / "robustness.png").stat().st_size > 0
+    assert set(result["probe"]) == {"clean", "colour:0.5", "camera:0.3"}
+    assert "agent_position" in result["perturbations"][0]["probe_r"]
     again = run_cli("robustness", tiny_run, "--episodes", 3, "--perturb", "colour",
                     check=False)
     assert again.returncode != 0 and "--force" in again.stderr
@@ -220,3 +222,65 @@ def test_collect_distractors_changes_pixels_only_and_training_remembers(tmp_path
                 "colour,fog", "--out", tmp_path / "bad.h5", check=False)
     assert r.returncode != 0 and "unknown perturbation 'fog'" in r.stderr
     assert not (tmp_path / "bad.h5").exists()
+
+
+class CentroidModel:
+    """A stand-in Two-Room encoder that reads positions off the pixels and nothing else: the
+    centroid of the red agent's pixels and of every other colour painted over the floor
+    (the distractors; the wall is grey)."""
+
+    def __init__(self, size):
+        import types
+
+        import torch
+
+        self.card = types.SimpleNamespace(world="tworoom", image_size=size)
+        self.device = torch.device("cpu")
+
+    def encode(self, frames):
+        import torch
+
+        out = []
+        for f in frames[:, 0].numpy().astype(int):
+            painted = floor_weights(f, (255, 255, 255)) < 0.5
+            wall = f.max(-1) - f.min(-1) < 60  # the black wall and its grey edges
+            red = (f[..., 0] > 200) & (f[..., 1] < 120) & (f[..., 2] < 120)
+            ys, xs = np.nonzero(red)
+            dy, dx = np.nonzero(painted & ~wall & ~red)
+            out.append([xs.mean(), ys.mean(), dx.mean() if len(dx) else 0,
+                        dy.mean() if len(dy) else 0])
+        return torch.tensor(out, dtype=torch.float32)[:, None]  # (n, 1, 4)
+
+
+def test_the_probe_reads_a_distractor_from_pixels_where_it_is_visible():
+    from lewm.robustness import probe_scene
+
+    r = probe_scene(CentroidModel(32), "distractors:0.1", episodes=48, steps=10)
+    assert r["distractor_position"] > 0.75  # one shape, read off the pixels where visible
+    assert r["agent_position"] > 0.8
+    assert set(probe_scene(CentroidModel(32), "", episodes=8, steps=4)) == {
+        "agent_position"}
+
+
+def test_training_with_an_invariance_term_logs_it_and_marks_its_families_seen(tworoom_file,
+                                                                             tmp_path):
+    import dataclasses
+
+    from lewm.recipes import get_recipe
+    from lewm.robustness import training_families
+    from lewm.train import clip_augmenter, train
+
+    cfg = dataclasses.replace(get_recipe("tiny").train, augment="none,colour,distractors",
+                              invariance=1.0, steps=6, log_every=2)
+    clips = np.full((3, 2, 32, 32, 3), 255, np.uint8)
+    a, b = clip_augmenter(cfg)(clips, [0, 1]), clip_augmenter(cfg)(clips, [0, 1])
+    assert np.array_equal(a.numpy(), b.numpy()) and not np.array_equal(a.numpy(), clips)
+    train(cfg, tworoom_file, tmp_path / "run", progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["invariance"] >= 0 for r in rows if r["split"] == "train")
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert training_families(meta) == {"colour", "distractors"}
+    with pytest.raises(LewmError, match="needs augment"):
+        dataclasses.replace(cfg, augment="")
+    with pytest.raises(LewmError, match="unknown perturbation"):
+        dataclasses.replace(cfg, augment="colour,fog")

@@ -87,7 +87,8 @@ def vicreg_terms(z: torch.Tensor, eps: float = 1e-4) -> tuple[torch.Tensor, torc
     return variance, covariance
 
 
-def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
+def loss_terms(model, pixels, actions, cfg, generator, target=None,
+               embeddings: list | None = None) -> dict:
     """The two-term LeWM objective on one batch of clips (or a collapse-study variant):
     MSE(pred[:, t], emb[:, t + 1]) + lambda * SIGReg(emb), with gradients reaching both the
     predictions and their targets (no stop-gradient). Clips longer than history + 1 frames
@@ -97,9 +98,12 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None) -> dict:
     rollout_steps).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
-    are the prediction targets.
+    are the prediction targets. `embeddings`: a list the clips' embeddings are appended to
+    (for a term the caller adds, such as the invariance term).
     """
     emb, pred = model(pixels, actions)  # (B, T, D), (B, h, D) for h = history
+    if embeddings is not None:
+        embeddings.append(emb)
     h = pred.shape[1]
     if target is not None:
         with torch.no_grad():

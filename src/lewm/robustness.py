@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from lewm import __version__
 from lewm.errors import LewmError
 from lewm.io import check_output, write_json
@@ -27,17 +30,23 @@ def eval_name(spec: str) -> str:
 
 
 def training_families(meta: dict) -> set[str]:
-    """The perturbation families the run's training data was rendered with (recorded by the
-    collection in the data's description; none for clean data)."""
-    return set((meta.get("data") or {}).get("perturb_families") or ())
+    """The perturbation families the run saw in training: those its data was rendered with
+    (`lewm collect --distractors`, recorded with the data) and those its training drew
+    (`augment`)."""
+    from lewm.train import training_families as families
+
+    seen = set((meta.get("data") or {}).get("perturb_families") or ())
+    return seen | set(families((meta.get("train") or {}).get("augment", "")))
 
 
 def robustness(run_dir, perturbations=DEFAULT_SUITE, *, protocol: EvalConfig | None = None,
                planner: str | None = None, force: bool = False, device: str = "auto",
+               probes: bool = True,
                progress=lambda line: print(line, flush=True)) -> dict:
     """Evaluate `run_dir` clean and under each of `perturbations` (specs NAME[:LEVEL]) on
     one set of episodes; writes robustness.json and robustness.png in the run directory and
-    one eval-robustness-*.json per row."""
+    one eval-robustness-*.json per row. probes: also the linear probe of the task state in
+    each scene and of the distractors' own position (`probe_scene`)."""
     from lewm.checkpoint import read_meta
     from lewm.evalrun import eval_run
     from lewm.planning.config import run_plan
@@ -86,11 +95,74 @@ def robustness(run_dir, perturbations=DEFAULT_SUITE, *, protocol: EvalConfig | N
                   "evaluation": eval_name(""), "wall_s": clean["wall_s"]},
         "perturbations": rows,
     }
+    if probes:
+        from lewm.checkpoint import load_model
+
+        model = load_model(run_dir)
+        result["probe"] = {"clean": probe_scene(model, "")}
+        result["probe"].update({spec: probe_scene(model, spec) for spec in specs})
+        for row in rows:
+            row["probe_r"] = result["probe"][row["spec"]]
+        progress("  probes (Pearson r, held-out episodes): " + "; ".join(
+            f"{k}: " + ", ".join(f"{q} {v:.2f}" for q, v in r.items())
+            for k, r in result["probe"].items()))
     write_json(run_dir / "robustness.json", result)
     from lewm.plots import plot_robustness
 
     plot_robustness(result, run_dir / "robustness.png")
     return result
+
+
+PROBE_STREAM = 0x70726f62
+"""mixed into the probe episodes' seeds: their scenes are not the evaluation's"""
+
+
+@torch.no_grad()
+def probe_scene(model, spec: str = "", episodes: int = 64, steps: int = 15,
+                seed: int = 0) -> dict:
+    """Does the latent hold the task state in this scene, and does it spend capacity on the
+    distractors? Random-action episodes in the scene `spec` ("" for clean); a ridge probe
+    (lewm.probe) from single-frame embeddings, fitted on the first half of the episodes and
+    scored (Pearson r, mean over components) on the other half: of each task quantity the
+    world declares, and with distractors, of the first shape's position."""
+    from lewm.envs import make_env
+    from lewm.model.embed import embed_frames
+    from lewm.perturb import PerturbedEnv
+    from lewm.probe import pearson, ridge, targets
+
+    world, size = model.card.world, model.card.image_size
+    env = make_env(world, size)
+    frames, low, shapes = [], {"state": [], "proprio": []}, []
+    try:
+        for e in range(episodes):
+            shown = PerturbedEnv(env, parse(spec), [seed, e, PROBE_STREAM]) if spec else env
+            rng = np.random.default_rng([seed, e, PROBE_STREAM])
+            obs, info = shown.reset(seed=int(rng.integers(2**31)))
+            for t in range(steps + 1):
+                frames.append(obs)
+                low["state"].append(info["state"])
+                low["proprio"].append(info["proprio"])
+                if spec and parse(spec).family == "distractors":
+                    shapes.append(shown.scene.centres(t)[0] / size)
+                if t < steps:
+                    obs, _, _, _, info = shown.step(rng.uniform(env.action_space.low,
+                                                                env.action_space.high))
+    finally:
+        env.close()
+    low = {k: np.asarray(v, np.float64) for k, v in low.items()}
+    ys = targets(world, low, np.arange(len(frames)), world)
+    if shapes:
+        ys["distractor_position"] = np.asarray(shapes, np.float32)
+    x = embed_frames(model, frames).cpu()
+    half = (episodes // 2) * (steps + 1)
+    out = {}
+    for name, y in ys.items():
+        y = torch.as_tensor(y, dtype=torch.float32)
+        w, b = ridge(x[:half], y[:half])
+        pred = (x[half:] @ w + b).numpy()
+        out[name] = float(np.mean([pearson(pred[:, k], y[half:, k].numpy())
+                                   for k in range(y.shape[1])]))
+    return out
 
 
 def _criterion(r: dict) -> dict:

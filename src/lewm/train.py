@@ -112,6 +112,51 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
     return RunData(train, val, stats, info)
 
 
+def clip_augmenter(cfg):
+    """`cfg.augment` as a function (clips (B, T, H, W, 3) uint8, seed) -> the clips each seen
+    through a scene of its own (lewm.perturb; frame t of a clip at the scene's time t), or
+    None. The floor is found by the world's floor colour, so the floor families need a
+    world that draws a flat floor."""
+    from lewm.data.config import distractor_specs
+
+    specs = distractor_specs(cfg.augment)
+    if not specs:
+        return None
+    import importlib
+
+    from lewm.perturb import floor_weights, parse
+    from lewm.worlds import WORLDS
+
+    module, name = WORLDS[cfg.world].env.split(":")
+    floor_rgb = getattr(importlib.import_module(module), name).floor_rgb
+    if floor_rgb is None and any(s != "none" and parse(s).paints_floor for s in specs):
+        raise LewmError(f"augment={cfg.augment!r}: world {cfg.world} has no flat floor for "
+                        "the floor families to paint")
+
+    def augment(clips: np.ndarray, seed) -> torch.Tensor:
+        rng = np.random.default_rng(seed)
+        out = clips.copy()
+        size = clips.shape[2]
+        for b, clip in enumerate(clips):
+            spec = specs[int(rng.integers(len(specs)))]
+            if spec == "none":
+                continue
+            scene = parse(spec).scene(rng.integers(2**63, size=2), size)
+            for t, frame in enumerate(clip):
+                floor = floor_weights(frame, floor_rgb) if floor_rgb is not None else None
+                out[b, t] = scene.apply(frame, t, floor)
+        return torch.from_numpy(out)
+
+    return augment
+
+
+def invariance_loss(model, seen: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """MSE between the embeddings of the clips seen through their scenes (B, T, H, W, 3)
+    and the clean clips' embeddings (B, T, D) of this step (without gradient: the clean
+    side is the anchor)."""
+    return F.mse_loss(model.encode(seen).float(), clean.detach().float())
+
+
 def training_families(distractors) -> list[str]:
     """The perturbation families an episode file was rendered with (`lewm collect
     --distractors`), so that `lewm robustness` can say which of its scenes were held out."""
@@ -332,23 +377,38 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     step = start
     stop = StopFlag()
 
-    def read_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    augment = clip_augmenter(cfg)
+    if cfg.invariance and dist_ctx.world > 1:
+        raise LewmError("invariance encodes the augmented clips outside the DDP forward: "
+                        "train it on one process")
+
+    def read_batch(step: int) -> tuple[torch.Tensor, ...]:
         idx = batch_indices(len(run.train), cfg.batch_size, cfg.seed, step)
         idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
-        return as_tensors(run.train.batch(idx))
+        pixels, actions = as_tensors(run.train.batch(idx))
+        if augment is None:
+            return pixels, actions
+        seen = augment(pixels.numpy(), [cfg.seed, step, dist_ctx.rank])
+        if cfg.invariance == 0:
+            return seen, actions
+        return pixels, actions, seen
 
     batches = prefetcher(read_batch, range(start, end), depth=2, pin=device.type == "cuda",
                          workers=cfg.workers, worker_init=run.train.data.reopen,
                          ignore_signals=StopFlag.SIGNALS)
     try:
-        for step, (pixels, actions) in batches:
+        for step, (pixels, actions, *seen) in batches:
             if dist_ctx.any(stop.set, device):  # every rank stops at the same step
                 break
             pixels = pixels.to(device, non_blocking=True)
             actions = actions.to(device, non_blocking=True)
             with autocast():
+                clean = []
                 terms = loss_terms(step_model, pixels, actions, cfg,
-                                   sigreg_generator(cfg.seed, step), target)
+                                   sigreg_generator(cfg.seed, step), target, clean)
+                if seen:
+                    terms["invariance"] = invariance_loss(model, seen[0].to(device), clean[0])
+                    terms["loss"] = terms["loss"] + cfg.invariance * terms["invariance"]
             loss = terms["loss"]
             if not torch.isfinite(loss):
                 kept = (f"the last good checkpoint is in {run_dir / 'checkpoint'}"

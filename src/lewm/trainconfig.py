@@ -56,6 +56,15 @@ class TrainConfig:
     """extra frames predicted autoregressively in the loss: the clip grows by this many
     frames, and the predictor, fed its own predictions from the last history frame on, is
     scored on them too (0: the paper's teacher-forced prediction loss alone)"""
+    augment: str = ""
+    """perturbations drawn per clip and step (lewm.perturb specs, comma-separated, `none`
+    for a clean clip), each clip seen through its own scene; with `invariance`, beside the
+    clean clip rather than in its place"""
+    invariance: float = 0.0
+    """weight of the invariance term: the MSE between each frame's embedding in its
+    `augment` scene and its clean embedding (the clean side without gradient), so that the
+    encoder learns to discard what the scene adds (0: the augmented clips replace the
+    clean ones in the LeWM loss)"""
     num_proj: int = 1024
     """M: SIGReg random directions, redrawn every step"""
     sigreg_over: str = "step"
@@ -96,6 +105,11 @@ class TrainConfig:
     def __post_init__(self):
         if self.world not in WORLDS:
             raise LewmError(f"unknown world {self.world!r} (choose from {', '.join(WORLDS)})")
+        from lewm.data.config import distractor_specs
+
+        distractor_specs(self.augment)
+        if self.invariance < 0 or (self.invariance > 0 and not self.augment):
+            raise LewmError(f"invariance={self.invariance}: must be >= 0, and needs augment")
         if self.regularizer not in REGULARIZERS:
             raise LewmError(f"unknown regularizer {self.regularizer!r} (choose from "
                             f"{', '.join(REGULARIZERS)})")
