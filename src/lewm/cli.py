@@ -358,6 +358,15 @@ def cmd_import(args) -> None:
 
 
 def cmd_export(args) -> None:
+    if args.format == "onnx":
+        from lewm.export_onnx import export_onnx, verify
+
+        r = export_onnx(args.run_dir, args.out, force=args.force)
+        worst = verify(args.out, args.run_dir)
+        print(f"wrote {r['out']}: {', '.join(g + '.onnx' for g in r['graphs'])} and "
+              f"manifest.json; onnxruntime against torch, largest difference: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+        return
     from lewm.interop import export_checkpoint
 
     r = export_checkpoint(args.run_dir, args.out, layout=args.transformers, force=args.force)
@@ -510,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device(su)
     su.set_defaults(func=cmd_surprise)
 
-    from lewm.perturb import FAMILIES
+    from lewm.perturbspec import FAMILIES
 
     ro = sub.add_parser("robustness", help="success under each perturbation of the scene "
                         "beside clean, on the same episodes",
@@ -539,9 +548,15 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--force", action="store_true", help="replace an existing checkpoint")
     im.set_defaults(func=cmd_import)
 
-    ex = sub.add_parser("export", help="write a run's model as an authors' checkpoint")
+    ex = sub.add_parser("export", help="write a run's model as an authors' checkpoint, or as "
+                        "ONNX graphs")
     ex.add_argument("run_dir")
-    ex.add_argument("--out", required=True, help="directory for weights.pt and config.json")
+    ex.add_argument("--out", required=True, help="directory for weights.pt and config.json "
+                    "(authors), or the graphs and manifest.json (onnx)")
+    ex.add_argument("--format", default="authors", choices=("authors", "onnx"),
+                    help="authors: their torch layout, for load_pretrained; onnx: the encoder, "
+                    "one predictor step and the actor (if trained) for onnxruntime and other "
+                    "runtimes (pip install 'lewm[onnx]')")
     ex.add_argument("--transformers", default="4", choices=("4", "5"), help="ViT parameter "
                     "names of this transformers major version (4: the released checkpoints')")
     ex.add_argument("--force", action="store_true", help="replace existing files")

@@ -299,9 +299,10 @@ EXPORT_MARKER = ".lewm-export.json"
 """written beside an export's files: what tells `--force` that the directory is lewm's"""
 
 
-def check_export_dir(out: Path, force: bool) -> None:
+def check_export_dir(out: Path, force: bool, files=None) -> None:
     """An export goes to a new or empty directory, or with `force` replaces an earlier
-    export (its marker names the files lewm wrote); anything else there is refused."""
+    export (its marker names the files lewm wrote; `files`: those an export of this kind
+    may hold, default the authors' layout's); anything else there is refused."""
     if out.exists() and not out.is_dir():
         raise LewmError(f"{out}: is a file, not a directory")
     present = sorted(p.name for p in out.iterdir()) if out.exists() else []
@@ -309,7 +310,7 @@ def check_export_dir(out: Path, force: bool) -> None:
         return
     if not force:
         raise LewmError(f"{out}: already exists (pass --force to replace an earlier export)")
-    ours = set(EXPORT_FILES) | {EXPORT_MARKER}
+    ours = set(EXPORT_FILES if files is None else files) | {EXPORT_MARKER}
     foreign = [name for name in present if name not in ours]
     if foreign or EXPORT_MARKER not in present:
         name = foreign[0] if foreign else present[0]

@@ -57,7 +57,7 @@ class EvalConfig:
         if self.start not in ("recorded", "rest"):
             raise LewmError(f"--start must be recorded or rest, got {self.start!r}")
         if self.perturb:
-            from lewm.perturb import parse
+            from lewm.perturbspec import parse
 
             parse(self.perturb)
         if not 0 <= self.seed < 2**63:

@@ -46,7 +46,8 @@ def robustness(run_dir, perturbations=DEFAULT_SUITE, *, protocol: EvalConfig | N
     """Evaluate `run_dir` clean and under each of `perturbations` (specs NAME[:LEVEL]) on
     one set of episodes; writes robustness.json and robustness.png in the run directory and
     one eval-robustness-*.json per row. probes: also the linear probe of the task state in
-    each scene and of the distractors' own position (`probe_scene`)."""
+    each scene and of the distractors' own position (`probe_scene`), and the surprise where
+    each scene switches on (`onset_surprise`)."""
     from lewm.checkpoint import read_meta
     from lewm.evalrun import eval_run
     from lewm.planning.config import run_plan
@@ -103,9 +104,13 @@ def robustness(run_dir, perturbations=DEFAULT_SUITE, *, protocol: EvalConfig | N
         result["probe"].update({spec: probe_scene(model, spec) for spec in specs})
         for row in rows:
             row["probe_r"] = result["probe"][row["spec"]]
+            row["surprise"] = onset_surprise(model, row["spec"])
         progress("  probes (Pearson r, held-out episodes): " + "; ".join(
             f"{k}: " + ", ".join(f"{q} {v:.2f}" for q, v in r.items())
             for k, r in result["probe"].items()))
+        progress("  surprise at the onset / after it, x clean: " + "; ".join(
+            f"{row['spec']} {row['surprise']['ratio_at_onset']:.1f} / "
+            f"{row['surprise']['ratio_after_onset']:.1f}" for row in rows))
     write_json(run_dir / "robustness.json", result)
     from lewm.plots import plot_robustness
 
@@ -163,6 +168,51 @@ def probe_scene(model, spec: str = "", episodes: int = 64, steps: int = 15,
         out[name] = float(np.mean([pearson(pred[:, k], y[half:, k].numpy())
                                    for k in range(y.shape[1])]))
     return out
+
+
+@torch.no_grad()
+def onset_surprise(model, spec: str, trajectories: int = 32, blocks: int = 8,
+                   seed: int = 0) -> dict:
+    """Surprise (lewm.surprise: the squared error of the predicted next embedding) where a
+    scene switches on mid-trajectory: the same random-action trajectories clean throughout,
+    and clean up to block `blocks // 2`, then seen through the scene. Returns the mean error
+    at the onset and after it (does the model settle?), each beside the clean one, and
+    their ratios."""
+    from lewm.envs import make_env
+    from lewm.perturb import PerturbedEnv
+    from lewm.surprise import surprise_curve
+
+    world, size, fs = model.card.world, model.card.image_size, model.cfg.frameskip
+    onset = blocks // 2
+    env = make_env(world, size)
+    clean, switched, actions = [], [], []
+    try:
+        for i in range(trajectories):
+            rng = np.random.default_rng([seed, i, PROBE_STREAM, 1])
+            shown = PerturbedEnv(env, parse(spec), [seed, i, PROBE_STREAM, 1])
+            obs, _ = env.reset(seed=int(rng.integers(2**31)))
+            ep, seen = [obs], [obs]
+            acts = rng.uniform(env.action_space.low, env.action_space.high,
+                               (blocks, fs, env.action_space.shape[0]))
+            for k, block in enumerate(acts):
+                for a in block:
+                    obs = env.step(a)[0]
+                ep.append(obs)
+                t = (k + 1) * fs
+                seen.append(shown.show(obs, t) if k + 1 >= onset else obs)
+            clean.append(np.stack(ep))
+            switched.append(np.stack(seen))
+            actions.append(acts)
+    finally:
+        env.close()
+    acts = model.card.action.to_z(np.stack(actions)).reshape(trajectories, blocks, -1)
+    base = surprise_curve(model, np.stack(clean), acts)
+    curve = surprise_curve(model, np.stack(switched), acts)
+    at, base_at = float(curve[:, onset].mean()), float(base[:, onset].mean())
+    after, base_after = float(curve[:, onset + 1:].mean()), float(base[:, onset + 1:].mean())
+    return {"onset_block": onset, "at_onset": at, "clean_at_onset": base_at,
+            "ratio_at_onset": at / max(base_at, 1e-12), "after_onset": after,
+            "clean_after_onset": base_after, "ratio_after_onset": after / max(base_after, 1e-12)}
 
 
 def _criterion(r: dict) -> dict:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from lewm.errors import LewmError
 from lewm.validate import check_numbers
 
+MIN_STEPS = 4
+"""the shortest schedule: a warm-up step or two, then the decay"""
+
 
 @dataclass(frozen=True)
 class ActorConfig:
@@ -45,6 +48,9 @@ class ActorConfig:
         for name in ("hidden", "depth", "steps", "batch_size", "max_offset"):
             if getattr(self, name) < 1:
                 raise LewmError(f"actor {name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < MIN_STEPS:
+            raise LewmError(f"actor steps must be >= {MIN_STEPS} (a warm-up, then the "
+                            f"decay), got {self.steps}")
         if not self.lr > 0 or self.weight_decay < 0:
             raise LewmError(f"actor lr must be > 0 and weight_decay >= 0, got {self.lr}, "
                             f"{self.weight_decay}")

@@ -51,7 +51,7 @@ def fit(net: Actor, emb: torch.Tensor, actions: np.ndarray, pairs: HindsightPair
     fs = pairs.fs
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps,
-                                                pct_start=0.05)
+                                                pct_start=min(0.5, max(0.05, 2 / cfg.steps)))
 
     def batch(rows, drop: float):
         t, prev, goal = rows

@@ -68,7 +68,7 @@ def distractor_specs(spec: str) -> list[str]:
     for unknown names or levels."""
     if not spec:
         return []
-    from lewm.perturb import parse
+    from lewm.perturbspec import parse
 
     specs = [s.strip() for s in spec.split(",")]
     return [s if s == "none" else parse(s).spec for s in specs]

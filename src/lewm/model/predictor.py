@@ -36,7 +36,9 @@ class CausalAttention(nn.Module):
         q, k, v = self.qkv(self.norm(x)).view(B, T, 3, self.heads, self.head_dim).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         p = self.drop.p if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=p)
+        # Causal at every length (one token's mask masks nothing): a rule that does not
+        # branch on T, so graph exporters can keep the window dynamic.
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         return self.drop(self.out(a.transpose(1, 2).reshape(B, T, -1)))  # (B, T, C)
 
 
