@@ -220,6 +220,14 @@ def floor_weights(frame: np.ndarray, floor_rgb, tolerance: float = 32.0) -> np.n
     return np.clip(1 - d / tolerance, 0, 1)
 
 
+def segmentation_floor(seg: np.ndarray, floor_geoms, geom_type) -> np.ndarray:
+    """(H, W) float32 from a MuJoCo segmentation image (H, W, 2: object id, object type):
+    1 on the sky (id -1) and on the geoms `floor_geoms` (ids), 0 on everything else."""
+    geoms = seg[..., 1] == int(geom_type)
+    return ((seg[..., 0] == -1) | (geoms & np.isin(seg[..., 0], list(floor_geoms)))
+            ).astype(np.float32)
+
+
 class PerturbedEnv:
     """An env whose frames are shown through one episode's perturbed scene; everything
     else (state, physics, success) is the env's own, reached through attribute access."""

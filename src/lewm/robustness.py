@@ -137,6 +137,7 @@ def probe_scene(model, spec: str = "", episodes: int = 64, steps: int = 15,
 
     world, size = model.card.world, model.card.image_size
     env = make_env(world, size)
+    tracks_shapes = bool(spec) and parse(spec).family == "distractors"
     frames, low, shapes = [], {"state": [], "proprio": []}, []
     try:
         for e in range(episodes):
@@ -147,7 +148,7 @@ def probe_scene(model, spec: str = "", episodes: int = 64, steps: int = 15,
                 frames.append(obs)
                 low["state"].append(info["state"])
                 low["proprio"].append(info["proprio"])
-                if spec and parse(spec).family == "distractors":
+                if tracks_shapes:
                     shapes.append(shown.scene.centres(t)[0] / size)
                 if t < steps:
                     obs, _, _, _, info = shown.step(rng.uniform(env.action_space.low,

@@ -299,12 +299,16 @@ class CubeEnv(PixelWorld):
 
     def render_state(self, state) -> np.ndarray:
         """The image the env would show at `state`; the simulation is not touched."""
+        return self._render(self._scratch_at(state))
+
+    def _scratch_at(self, state):
+        """render_state's own MjData put at `state` (the simulation is not touched)."""
         s = self.check_state(state)
         d = self._scratch
         d.qpos[:] = s[:NQ]
         d.qvel[:] = s[NQ:]
         mujoco.mj_forward(self.model, d)
-        return self._render(d)
+        return d
 
     def goal_pixels(self) -> np.ndarray:
         """The goal image: the scene rendered at the goal state."""
@@ -319,13 +323,7 @@ class CubeEnv(PixelWorld):
     def background_weights(self, frame, state=None) -> np.ndarray:
         """1 where the camera sees the floor, the arena's walls or the sky (MuJoCo's
         segmentation rendering, at `state` or the current one), 0 on the arm and cube."""
-        d = self.data
-        if state is not None:
-            d = self._scratch
-            s = self.check_state(state)
-            d.qpos[:] = s[:NQ]
-            d.qvel[:] = s[NQ:]
-            mujoco.mj_forward(self.model, d)
+        d = self.data if state is None else self._scratch_at(state)
         if self.renderer is None:
             raise LewmError("this Cube env is closed")
         self.renderer.enable_segmentation_rendering()
@@ -334,11 +332,11 @@ class CubeEnv(PixelWorld):
             seg = self.renderer.render()  # (H, W, 2): object id, object type
         finally:
             self.renderer.disable_segmentation_rendering()
+        from lewm.perturb import segmentation_floor
+
         ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, n)
                for n in self.FLOOR_GEOMS]
-        floor = (seg[..., 0] == -1) | ((seg[..., 1] == int(mujoco.mjtObj.mjOBJ_GEOM))
-                                       & np.isin(seg[..., 0], ids))
-        return floor.astype(np.float32)
+        return segmentation_floor(seg, ids, mujoco.mjtObj.mjOBJ_GEOM)
 
     def _render(self, d) -> np.ndarray:
         if self.renderer is None:

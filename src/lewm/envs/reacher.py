@@ -227,10 +227,10 @@ class ReacherEnv(PixelWorld):
         finally:
             if now is not None:
                 self._set(now)
-        ids = {self.physics.model.name2id(n, "geom") for n in self.FLOOR_GEOMS}
-        floor = (seg[..., 0] == -1) | ((seg[..., 1] == int(self.mj.mjtObj.mjOBJ_GEOM))
-                                       & np.isin(seg[..., 0], list(ids)))
-        return floor.astype(np.float32)
+        from lewm.perturb import segmentation_floor
+
+        ids = [self.physics.model.name2id(n, "geom") for n in self.FLOOR_GEOMS]
+        return segmentation_floor(seg, ids, self.mj.mjtObj.mjOBJ_GEOM)
 
     def _view(self):
         if self.camera is None:
