@@ -41,6 +41,25 @@ def cmd_info(args) -> None:
     print(describe(args.path))
 
 
+def cmd_convert(args) -> None:
+    from lewm.data.lerobot import is_lerobot, read_lerobot, write_lerobot
+
+    if is_lerobot(args.src) or Path(args.src).is_dir():
+        if args.codec or args.crf is not None or args.fps or args.task:
+            raise LewmError(f"{args.src}: a LeRobot dataset becomes an HDF5 file; --codec, "
+                            "--crf, --fps and --task apply to the other direction")
+        r = read_lerobot(args.src, args.out, camera=args.camera, force=args.force,
+                         progress=not args.quiet)
+        print(f"wrote {r['path']}: {r['episodes']} episodes, {r['frames']} frames of camera "
+              f"{r['camera']} at {r['fps']:g} fps")
+        return
+    r = write_lerobot(args.src, args.out, codec=args.codec or "av1", crf=args.crf,
+                      fps=args.fps, camera=args.camera or "observation.image", task=args.task,
+                      force=args.force, progress=not args.quiet)
+    print(f"wrote {r['path']}: a LeRobot v3 dataset of {r['episodes']} episodes, "
+          f"{r['frames']} frames at {r['fps']} fps ({r['codec']}, CRF {r['crf']})")
+
+
 def cmd_merge(args) -> None:
     from lewm.data.merge import merge
 
@@ -116,18 +135,20 @@ def cmd_train(args) -> None:
     if args.stop_after is not None and args.stop_after < 1:
         raise LewmError(f"--stop-after must be >= 1 step, got {args.stop_after}")
     if args.resume:
-        if args.set:
-            raise LewmError("--resume continues a run with its own config; drop --set")
+        if args.set or args.camera:
+            raise LewmError("--resume continues a run with its own config; drop --set and "
+                            "--camera")
         summary = train(None, args.data, args.resume, resume=True, progress=not args.quiet,
                         stop_after=args.stop_after, force_data=args.force_data,
-                        threads=args.threads)
+                        threads=args.threads, loggers=args.log)
     else:
         if not args.data or not args.out:
             raise LewmError("--data and --out are required (or --resume RUN_DIR)")
         recipe = get_recipe(args.preset)
-        summary = train(override(recipe.train, args.set), args.data, args.out, force=args.force,
+        sets = [*args.set, *([f"camera={args.camera}"] if args.camera else [])]
+        summary = train(override(recipe.train, sets), args.data, args.out, force=args.force,
                         progress=not args.quiet, stop_after=args.stop_after,
-                        threads=args.threads, recipe=recipe)
+                        threads=args.threads, recipe=recipe, loggers=args.log)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
     val = summary["val"]
@@ -402,6 +423,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("path")
     i.set_defaults(func=cmd_info)
 
+    cv = sub.add_parser("convert", help="an HDF5 episode file to a LeRobot v3 dataset "
+                        "directory, or back (the direction follows from SRC)")
+    cv.add_argument("src", help="an episode file (.h5) or a LeRobot dataset directory")
+    cv.add_argument("--out", required=True, help="the LeRobot directory, or the .h5 file")
+    cv.add_argument("--codec", choices=("av1", "h264", "lossless"), default=None,
+                    help="video codec (default av1, as lerobot writes; lossless: H.264 in RGB "
+                    "at CRF 0, every pixel kept)")
+    cv.add_argument("--crf", type=int, default=None,
+                    help="quality, lower is better (default: av1 30, h264 23, lossless 0)")
+    cv.add_argument("--fps", type=int, default=None,
+                    help="frame rate to record (default: the world's control rate)")
+    cv.add_argument("--camera", default=None, metavar="KEY",
+                    help="the video feature: its name when writing (default "
+                    "observation.image), the one to read when a dataset has several")
+    cv.add_argument("--task", default=None, help="the task string every episode gets")
+    cv.add_argument("--force", action="store_true", help="replace an existing output")
+    cv.add_argument("--quiet", action="store_true", help="no progress")
+    cv.set_defaults(func=cmd_convert)
+
     mg = sub.add_parser("merge", help="join episode files (e.g. collections with different "
                         "seeds) into one")
     mg.add_argument("paths", nargs="+", metavar="FILE", help="episode files, in order")
@@ -426,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="--set keys (the preset's value replaces the default shown):\n"
                        + "\n".join(describe_fields(TrainConfig)))
     t.add_argument("--preset", default="tworoom-cpu", help="named configuration")
-    t.add_argument("--data", help="training episode file (.h5)")
+    t.add_argument("--data", help="training episode file (.h5) or LeRobot dataset directory")
+    t.add_argument("--camera", metavar="KEY", default=None,
+                   help="a LeRobot dataset's camera to train on (--set camera=KEY)")
     t.add_argument("--out", help="run directory to create")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set lr=1e-3 --set model.embed_dim=32")
@@ -436,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for this call (default: the config's `threads`); a "
                    "machine setting, so --resume may change it")
+    t.add_argument("--log", action="append", default=[], choices=("wandb",),
+                   help="also log the curves and config to Weights & Biases (offline unless "
+                   "credentials are set; beside metrics.jsonl and TensorBoard)")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     t.add_argument("--force-data", action="store_true",
                    help="--resume although the run's dataset changed since it started")

@@ -184,7 +184,7 @@ def _decode(run_dir, cfg: DecodeConfig, data_path=None, force: bool = False,
     card = model.card
     world = card.world
     data_path = data_path or card.data["path"]
-    data = EpisodeData(data_path)
+    data = EpisodeData(data_path, camera=card.data.get("camera"))
     check_world(data_path, data.attrs, model.card.world, model.card.image_size,
                 data.image_size[0])
     size = data.image_size[0]

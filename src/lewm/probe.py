@@ -90,7 +90,7 @@ def _probe(run_dir, data_path=None, max_rows: int = 20_000, seed: int = 0,
     if world not in WORLDS or not WORLDS[world].quantities:
         raise LewmError(f"no probe targets are defined for world {world!r}")
     data_path = data_path or card.data["path"]
-    data = EpisodeData(data_path)
+    data = EpisodeData(data_path, camera=card.data.get("camera"))
     check_world(data_path, data.attrs, model.card.world, model.card.image_size,
                 data.image_size[0])
     train_eps, val_eps = held_out_split(card.data, data.num_episodes, seed)

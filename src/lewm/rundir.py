@@ -15,12 +15,15 @@ from lewm.locks import exclusive, lock_file
 
 
 class MetricsLog:
-    """metrics.jsonl (always) and TensorBoard (when installed)."""
+    """metrics.jsonl (always), TensorBoard (when installed) and Weights & Biases (when
+    asked for)."""
 
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None = None,
+                 wandb_config: dict | None = None):
         """resume_step: a resumed run restarts from this step's checkpoint; rows logged
         after it by the interrupted run (which will be logged again), and a line torn by a
-        kill mid-write, are dropped first."""
+        kill mid-write, are dropped first. wandb_config: log to W&B too, with this config
+        (the run's config.json)."""
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
         if enabled and resume_step is not None and self.path.exists():
@@ -33,6 +36,7 @@ class MetricsLog:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:  # TensorBoard is an optional extra: lewm[tensorboard]
                 self.tb = None
+        self.wandb = wandb_run(run_dir, wandb_config) if enabled and wandb_config else None
 
     def _keep_until(self, step: int) -> None:
         kept = []
@@ -54,10 +58,54 @@ class MetricsLog:
         if self.tb is not None:
             for k, v in values.items():
                 self.tb.add_scalar(f"{split}/{k}", v, step)
+        if self.wandb is not None:
+            self.wandb.log({f"{split}/{k}": v for k, v in values.items()}, step=step)
 
     def close(self):
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE when set; else online only with credentials (an API key in the
+    environment or a `wandb login`), offline otherwise: never a login prompt, and runs
+    made without a network sync later with `wandb sync RUN/wandb/offline-run-*`."""
+    import os
+
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "online" if "api.wandb.ai" in netrc.read_text() else "offline"
+    except OSError:
+        return "offline"
+
+
+def wandb_run(run_dir: Path, config: dict):
+    """A W&B run named after the run directory, its files under RUN/wandb; a resumed run
+    continues the same W&B run (its id kept in RUN/wandb-id)."""
+    try:
+        import wandb
+    except ImportError:
+        raise LewmError("--log wandb needs the wandb package: pip install 'lewm[wandb]'"
+                        ) from None
+    import os
+    import secrets
+
+    id_file = run_dir / "wandb-id"
+    run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(8)
+    id_file.write_text(run_id + "\n")
+    try:
+        return wandb.init(project=os.environ.get("WANDB_PROJECT", "lewm"), name=run_dir.name,
+                          id=run_id, resume="allow", dir=str(run_dir), config=config,
+                          mode=wandb_mode(), settings=wandb.Settings(silent=True))
+    except Exception as e:  # wandb raises its own error types for auth and network
+        raise LewmError(f"--log wandb: W&B could not start ({type(e).__name__}: {e}); set "
+                        "WANDB_MODE=offline to log without a network") from None
 
 
 # What lewm writes in a run directory (the run, its evaluations, analyses and figures): the
@@ -65,7 +113,7 @@ class MetricsLog:
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "curves.png", "checkpoint", "checkpoint.tmp",
                "checkpoint.old", "tensorboard", "probe.json", "probe.png", "surprise.json",
                "surprise.png", "decode.json", "decode.png", "decode_rollout.gif",
-               "decoder.json", "decoder.safetensors")
+               "decoder.json", "decoder.safetensors", "wandb", "wandb-id")
 RUN_OUTPUT_PATTERNS = ("eval*.json", "eval*.png", "eval*_episode*.gif")
 
 
@@ -82,7 +130,7 @@ def written_by_lewm(path: Path) -> bool:
     JSON records the lewm version; a checkpoint holds weights), so that a user's own
     `config.json` is never taken for a run's."""
     if path.is_dir():
-        return path.name == "tensorboard" or (path / "model.safetensors").exists()
+        return path.name in ("tensorboard", "wandb") or (path / "model.safetensors").exists()
     if path.suffix in (".json", ".jsonl"):
         try:
             first = path.read_text().splitlines()[0] if path.suffix == ".jsonl" else \

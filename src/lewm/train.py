@@ -84,7 +84,7 @@ class RunData:
 
 
 def load_run_data(cfg: TrainConfig, data_path) -> RunData:
-    data = EpisodeData(data_path)
+    data = EpisodeData(data_path, camera=cfg.camera or None)
     m = cfg.model
     if data.action_dim != m.action_dim:
         raise LewmError(f"{data_path}: actions are {data.action_dim}-D but the preset expects "
@@ -108,6 +108,7 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
         "val_episodes": val_eps.tolist(), "train_clips": len(train),
         "val_clips": len(val) if val else 0, "fingerprint": data_fingerprint(data),
         "perturb_families": training_families(data.attrs.get("distractors", "")),
+        "camera": getattr(data.file, "camera", None),
     }
     return RunData(train, val, stats, info)
 
@@ -219,7 +220,7 @@ def validate(model: LeWM, val: ClipDataset, cfg: TrainConfig, device, autocast) 
 def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
           prepared: bool = False, force_data: bool = False, threads: int | None = None,
-          plan: PlanConfig | None = None, recipe=None) -> dict:
+          plan: PlanConfig | None = None, recipe=None, loggers: tuple = ()) -> dict:
     """Train a LeWM; returns a summary. With `resume`, the config and data come from the run
     directory's checkpoint. `stop_after` stops (and checkpoints) after that many steps of
     this call, as Ctrl-C does; `--resume` continues from there. `prepared`: the caller has
@@ -230,7 +231,8 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     `plan`: how the run acts by default (its recipe's), kept in config.json for `lewm eval`.
     `recipe`: the lewm.recipes.Recipe it follows; config.json then also keeps its name, its
     actor settings (for `lewm train-actor`) and its other planners' plans, and `plan`
-    defaults to its plan.
+    defaults to its plan. `loggers`: more destinations for the curves beside metrics.jsonl
+    and TensorBoard ("wandb").
 
     The run directory is locked for the whole run: a second `train` of it (or `--force` over
     it) is refused while this one lives."""
@@ -239,7 +241,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
     if recipe is not None:
         plan = plan or recipe.plan
     args = (cfg, data_path, out, force, resume, progress, stop_after, prepared, force_data,
-            threads, plan, recipe)
+            threads, plan, recipe, tuple(loggers))
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(*args)  # under torchrun rank 0 holds the lock
     out = Path(out)
@@ -258,7 +260,7 @@ def train(cfg: TrainConfig | None, data_path, out, *, force: bool = False,
 
 
 def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
-           force_data=False, threads=None, plan=None, recipe=None) -> dict:
+           force_data=False, threads=None, plan=None, recipe=None, loggers=()) -> dict:
     # Under torchrun only rank 0 prepares the directory; the others wait for it below.
     first_rank = int(os.environ.get("RANK", "0")) == 0
     run_dir = Path(out) if prepared or not first_rank else prepare_run_dir(out, force, resume)
@@ -349,7 +351,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
     # The card a checkpoint of this run loads with (its JSON types: lists, not tuples).
     model.card = ModelCard.from_checkpoint(json.loads(json.dumps(meta)),
                                            ZScore.per_column(run.stats))
-    log = MetricsLog(run_dir, dist_ctx.main, resume_step=start if resume else None)
+    log = MetricsLog(run_dir, dist_ctx.main, resume_step=start if resume else None,
+                     wandb_config=meta if "wandb" in loggers else None)
     if dist_ctx.main and not resume:
         write_json(run_dir / "config.json", {"lewm_version": __version__, **meta})
 

@@ -65,6 +65,9 @@ class TrainConfig:
     `augment` scene and its clean embedding (the clean side without gradient), so that the
     encoder learns to discard what the scene adds (0: the augmented clips replace the
     clean ones in the LeWM loss)"""
+    camera: str = ""
+    """the camera to train on when the data is a LeRobot dataset with several (its video
+    feature, e.g. observation.images.top; empty: observation.image, or its only camera)"""
     num_proj: int = 1024
     """M: SIGReg random directions, redrawn every step"""
     sigreg_over: str = "step"

@@ -116,7 +116,7 @@ def _train_actor(run_dir: Path, cfg, data_path, force, device, progress) -> dict
         p.requires_grad_(False)
     card = model.trained_card
     data_path = data_path or card.data["path"]
-    data = EpisodeData(data_path)
+    data = EpisodeData(data_path, camera=card.data.get("camera"))
     check_world(data_path, data.attrs, card.world, card.image_size, data.image_size[0])
     digest = model_digest(run_dir)
     out.mkdir(parents=True, exist_ok=True)

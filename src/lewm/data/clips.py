@@ -54,9 +54,10 @@ class EpisodeData:
     """The validated columns of an episode file. Pixels are read into memory when they take
     less than 40 % of RAM (or `in_memory=True`), otherwise read from disk clip by clip."""
 
-    def __init__(self, path, columns=(), in_memory: bool | None = None):
+    def __init__(self, path, columns=(), in_memory: bool | None = None,
+                 camera: str | None = None):
         self.path = str(path)
-        self.file = open_episodes(path, columns=tuple(columns))
+        self.file = open_episodes(path, columns=tuple(columns), camera=camera)
         f = self.file
         self.ep_len = f["ep_len"][()].astype(np.int64)
         self.ep_offset = f["ep_offset"][()].astype(np.int64)
@@ -97,10 +98,14 @@ class EpisodeData:
         """In a forked reader process: close the handle inherited from the parent and open
         the file again (the parent validated it), so that the process's HDF5 library state
         is its own; in-memory pixels need none."""
-        if not self.in_memory:
-            self.file.close()
-            self.file = h5py.File(self.path, "r")
-            self.pixels = self.file["pixels"]
+        if self.in_memory:
+            return
+        if hasattr(self.file, "reopen"):  # a LeRobot directory: decoders of its own
+            self.file.reopen()
+            return
+        self.file.close()
+        self.file = h5py.File(self.path, "r")
+        self.pixels = self.file["pixels"]
 
     def close(self):
         self.file.close()

@@ -164,18 +164,30 @@ def check_world(path, attrs, world: str, image_size: int | None = None,
                         f"{image_size} px")
 
 
-def open_episodes(path, columns=("pixels", "action")) -> h5py.File:
+def open_episodes(path, columns=("pixels", "action"), camera: str | None = None):
     """Open an episode file for reading after checking it is complete and consistent.
 
     Every problem becomes a one-line `LewmError` naming the file: not there, not HDF5,
     truncated, a missing column, columns of different lengths, episodes that do not tile
     the rows, non-finite actions outside the terminal rows, or images of the wrong shape.
+    A LeRobot dataset directory opens as the same interface (lewm.data.lerobot; `camera`
+    picks its video feature when it has several).
     """
     path = Path(path)
     if not path.exists():
         raise LewmError(f"{path}: no such file")
     if path.is_dir():
-        raise LewmError(f"{path}: is a directory, not an HDF5 file")
+        from lewm.data.lerobot import LeRobotEpisodes, is_lerobot
+
+        if not is_lerobot(path) and not (path / "meta").is_dir():
+            raise LewmError(f"{path}: is a directory, not an HDF5 file or a LeRobot dataset "
+                            "(no meta/info.json)")
+        f = LeRobotEpisodes(path, camera)
+        for name in columns:
+            if name not in f:
+                f.close()
+                raise LewmError(f"{path}: missing column {name!r} (has {sorted(f)})")
+        return f
     try:
         is_hdf5 = h5py.is_hdf5(path)
     except OSError as e:

@@ -12,7 +12,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from lewm.data.config import COMPRESSIONS
@@ -91,7 +90,7 @@ def _columns(paths, files) -> list[str]:
     """The per-row columns, checked to match the first file's in name, shape and dtype."""
     def spec(f):
         return {name: (f[name].shape[1:], f[name].dtype) for name in f
-                if name not in INDEX and isinstance(f[name], h5py.Dataset)}
+                if name not in INDEX and hasattr(f[name], "shape")}  # a Dataset, not a Group
 
     first = spec(files[0])
     for p, f in zip(paths[1:], files[1:]):

@@ -104,7 +104,8 @@ class GraphPlanner:
         self.cfg = cfg
         self.towards = make_planner(dataclasses.replace(cfg, planner=cfg.graph.towards), model,
                                     setup)
-        data = EpisodeData(setup.data_path or model.card.data["path"])
+        data = EpisodeData(setup.data_path or model.card.data["path"],
+                           camera=model.card.data.get("camera"))
         val = set(model.card.data.get("val_episodes") or [])
         train = [e for e in range(data.num_episodes) if e not in val] or list(
             range(data.num_episodes))
