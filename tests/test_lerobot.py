@@ -190,3 +190,44 @@ def test_existing_outputs_need_force_and_must_be_datasets(tworoom_file, lossless
     assert r.returncode == 2 and "not a LeRobot dataset" in r.stderr
     assert (mine / "notes.txt").read_text() == "mine"
 
+
+
+def test_a_foreign_dataset_with_two_cameras_needs_camera(lossless, tmp_path):
+    """A dataset lewm did not write (no meta/lewm.json) with a second camera: reading needs
+    --camera, and each camera reads its own frames."""
+    from lewm.data.lerobot import LeRobotEpisodes
+    from lewm.errors import LewmError
+
+    d = tmp_path / "two"
+    shutil.copytree(lossless, d)
+    (d / "meta" / "lewm.json").unlink()
+    shutil.copytree(d / "videos" / "observation.image", d / "videos" / "observation.images.top")
+    for video in (d / "videos" / "observation.images.top").rglob("*.mp4"):
+        with av.open(str(video)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        from lewm.data.lerobot import _encode
+
+        _encode(video, 255 - np.stack(frames), 10, "lossless", 0)
+    info = json.loads((d / "meta" / "info.json").read_text())
+    info["features"]["observation.images.top"] = info["features"].pop("observation.image")
+    info["features"]["observation.images.wrist"] = info["features"]["observation.images.top"]
+    (d / "meta" / "info.json").write_text(json.dumps(info))
+    path = d / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    t = pq.read_table(path)
+    for name in list(t.column_names):
+        if name.startswith("videos/observation.image/"):
+            for cam in ("top", "wrist"):
+                t = t.append_column(name.replace("observation.image", f"observation.images.{cam}"),
+                                    t.column(name))
+    pq.write_table(t, path)
+    shutil.copytree(d / "videos" / "observation.image", d / "videos" / "observation.images.wrist")
+    with pytest.raises(LewmError, match="2 cameras .* --camera"):
+        LeRobotEpisodes(d)
+    with LeRobotEpisodes(d, "observation.images.top") as top, \
+            LeRobotEpisodes(d, "observation.images.wrist") as wrist:
+        assert np.array_equal(top.pixels[[3, 100]], 255 - wrist.pixels[[3, 100]])
+        assert "world" not in top.attrs and top.attrs["fps"] == 10
+        assert np.isfinite(top["action"]).all()  # lewm's NaN convention only where it wrote it
+    back = tmp_path / "back.h5"
+    r = run_cli("convert", d, "--out", back, "--camera", "observation.images.wrist", "--quiet")
+    assert "camera observation.images.wrist" in r.stdout
