@@ -181,3 +181,22 @@ def test_probe_and_surprise_on_an_oracle(tiny_run, monkeypatch):
     r = lewm.surprise.surprise(tiny_run, trajectories=16, blocks=8, force=True)
     assert r["variants"]["teleport"]["p_value"] < 0.01
     assert r["variants"]["teleport"]["auroc_peak"] > 0.9
+
+
+def test_ablate_measures_each_regulariser_in_messy_scenes(tworoom_file, tmp_path):
+    out = tmp_path / "ablate"
+    proc = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                   "--regularizers", "sigreg,none", "--episodes", 2, "--set", "steps=4",
+                   "--perturb", "distractors:0.3,hue", "--quiet")
+    assert "| distractors:0.3 | hue:0.5 |" in proc.stdout and "distractor r" in proc.stdout
+    rows = json.loads((out / "ablation.json").read_text())["rows"]
+    for row in rows:
+        assert list(row["scenes"]) == ["distractors:0.3", "hue:0.5"]
+        assert "distractor_position" in row["scenes"]["distractors:0.3"]["probe_r"]
+        assert (out / row["regularizer"] / "robustness.json").exists()
+    (out / "ablation.json").unlink()  # resumed: the scenes are not measured again
+    again = run_cli("ablate", "--preset", "tiny", "--data", tworoom_file, "--out", out,
+                    "--regularizers", "sigreg,none", "--episodes", 2, "--set", "steps=4",
+                    "--perturb", "distractors:0.3,hue", "--quiet")
+    assert "clean:" not in again.stdout
+    assert json.loads((out / "ablation.json").read_text())["rows"] == rows

@@ -1,6 +1,7 @@
 """The collapse study: the same preset, data and seed trained with each anti-collapse
 regulariser (SIGReg, none, VICReg, EMA target), then evaluated with the planning protocol and
-probed. Writes ablation.json, ablation.md and ablation.png."""
+probed, and optionally in messy scenes (`lewm robustness` on each run: success, the probes of
+the task state and of the distractors). Writes ablation.json, ablation.md and ablation.png."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ LABELS = {"sigreg": "SIGReg (LeWM)", "none": "none", "vicreg": "VICReg (var + co
 
 def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
            regularizers=REGULARIZERS, force: bool = False, progress: bool = True,
-           eval_episodes: int | None = None, device: str = "auto") -> dict:
-    """Train `cfg` with each of `regularizers`, evaluate each run with `plan` and probe it."""
+           eval_episodes: int | None = None, device: str = "auto",
+           perturbations=()) -> dict:
+    """Train `cfg` with each of `regularizers`, evaluate each run with `plan` and probe it;
+    with `perturbations` (specs NAME[:LEVEL]), also evaluate and probe it in each of those
+    scenes on the clean evaluation's episodes."""
     from lewm.evalrun import eval_run
+    from lewm.perturbspec import parse
     from lewm.plots import read_metrics
     from lewm.probe import probe
     from lewm.train import train
@@ -33,6 +38,7 @@ def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
     if unknown:
         raise LewmError(f"unknown regularizer {unknown[0]!r} (choose from "
                         f"{', '.join(REGULARIZERS)})")
+    specs = [parse(s).spec for s in perturbations]
     eval_cfg = EvalConfig(gifs=1, episodes=eval_episodes or EvalConfig.episodes)
     out = Path(out)
     check_output(out / "ablation.json", force)
@@ -58,6 +64,7 @@ def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
             ev = eval_run(run, eval_cfg, plan, force=True, device=device)
         if pr is None:
             pr = probe(run, force=True, device=device)
+        scenes = messy_scenes(run, specs, ev, device) if specs else None
         val = read_metrics(run / "metrics.jsonl").get("val", [])
         rows.append({
             "regularizer": reg,
@@ -71,6 +78,7 @@ def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
             "success_ci95": ev["success_ci95"],
             "random_success_rate": ev["random_success_rate"],
             "train_seconds": summary["seconds"],
+            **({"scenes": scenes} if scenes is not None else {}),
             "curve": [{"step": v["step"], "effective_rank": v["effective_rank"],
                        "rank_abs": v.get("rank_abs"), "std_min": v["std_min"]} for v in val],
         })
@@ -85,6 +93,32 @@ def ablate(cfg: TrainConfig, data_path, out, plan: PlanConfig | None = None,
 
     plot_ablation(result, out / "ablation.png")
     return result
+
+
+def messy_scenes(run: Path, specs: list[str], ev: dict, device: str) -> dict:
+    """`lewm robustness` on one of the study's runs, on its clean evaluation's episodes: per
+    scene its success, the random floor and the probes (the task state; the distractors'
+    position where there are some). A robustness.json of the same checkpoint and scenes is
+    reused."""
+    import json
+
+    from lewm.robustness import robustness
+
+    try:
+        rob = json.loads((run / "robustness.json").read_text())
+        if rob.get("checkpoint_sha256") != ev.get("checkpoint_sha256") or \
+                [p["spec"] for p in rob["perturbations"]] != specs:
+            rob = None
+    except (OSError, ValueError, KeyError, TypeError):
+        rob = None
+    if rob is None:
+        rob = robustness(run, specs, protocol=EvalConfig(manifest=str(run / "eval.json")),
+                         force=True, device=device,
+                         progress=lambda line: print(f"[{run.name}] {line}", flush=True))
+    return {p["spec"]: {"success_rate": p["success_rate"], "success_ci95": p["success_ci95"],
+                        "random_success_rate": p["random_success_rate"],
+                        "strict_success_rate": p["strict"]["success_rate"],
+                        "probe_r": p.get("probe_r")} for p in rob["perturbations"]}
 
 
 def earlier_run(run: Path, cfg: TrainConfig) -> tuple[str | None, dict | None]:
@@ -143,6 +177,10 @@ def table(result: dict) -> str:
         "| probe r (linear) | probe r (MLP) | success | random |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    scenes = list(result["rows"][0].get("scenes") or {}) if result["rows"] else []
+    if scenes:
+        lines[-2] += "".join(f" {s} |" for s in scenes)
+        lines[-1] += " --- |" * len(scenes)
     for r in result["rows"]:
         lo, hi = r["success_ci95"]
         lines.append(
@@ -151,5 +189,21 @@ def table(result: dict) -> str:
             f"| {r['probe_r_linear']:.3f} "
             f"| {r['probe_r_mlp']:.3f} | {100 * r['success_rate']:.0f}% "
             f"({100 * lo:.0f}-{100 * hi:.0f}) | {100 * r['random_success_rate']:.0f}% |"
+            + "".join(_scene_cell(r["scenes"][s]) for s in scenes)
         )
+    if scenes:
+        lines += ["", "Per scene: success on the clean evaluation's episodes in that scene, and "
+                  "the linear probe r (held-out) of the task state's first quantity and, "
+                  "with distractors, of a distractor's position."]
     return "\n".join(lines) + "\n"
+
+
+def _scene_cell(s: dict) -> str:
+    probes = s.get("probe_r") or {}
+    task = next((v for k, v in probes.items() if k != "distractor_position"), None)
+    cell = f" {100 * s['success_rate']:.0f}%"
+    if task is not None:
+        cell += f", r {task:.2f}"
+    if "distractor_position" in probes:
+        cell += f", distractor r {probes['distractor_position']:.2f}"
+    return cell + " |"

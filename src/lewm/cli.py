@@ -356,7 +356,8 @@ def cmd_ablate(args) -> None:
     result = ablate(override(recipe.train, args.set), args.data, args.out, plan=recipe.plan,
                     regularizers=args.regularizers.split(","),
                     force=args.force, progress=not args.quiet, eval_episodes=args.episodes,
-                    device=args.device)
+                    device=args.device,
+                    perturbations=[s for s in (args.perturb or "").split(",") if s])
     print(table(result))
     print(f"wrote {Path(args.out) / 'ablation.md'}, ablation.json and ablation.png")
 
@@ -614,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--regularizers", default="sigreg,none,vicreg,ema")
     ab.add_argument("--episodes", type=int, help="evaluation episodes per run (default: "
                     "EvalConfig's, the protocol's 50)")
+    ab.add_argument("--perturb", metavar="SPECS", default="",
+                    help="also each run in these scenes (comma-separated NAME[:LEVEL], e.g. "
+                    "distractors,colour): success and the probes of the task state and of "
+                    "the distractors, as `lewm robustness` on the clean evaluation's episodes")
     ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ab.add_argument("--force", action="store_true")
     ab.add_argument("--quiet", action="store_true")
