@@ -637,6 +637,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as e:
         print(f"lewm {args.verb}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lewm info FILE | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:
         if e.errno not in USER_OS_ERRORS:
             raise
