@@ -107,11 +107,15 @@ def _column(table, name: str, path, dtype) -> np.ndarray:
         raise LewmError(f"{path}: missing column {name!r} (has {sorted(table.column_names)})")
     col = table.column(name).combine_chunks()
     try:
-        if hasattr(col.type, "list_size") or str(col.type).startswith(("list", "large_list")):
-            values = col.to_pylist()
-            out = np.asarray(values, dtype=dtype)
+        if hasattr(col, "flatten"):  # a vector per row: fixed-size or variable lists
+            lengths = np.asarray(col.value_lengths() if hasattr(col, "value_lengths")
+                                 else np.full(len(col), col.type.list_size))
+            if col.null_count or (len(lengths) and (lengths != lengths[0]).any()):
+                raise ValueError("rows of different lengths or missing values")
+            flat = np.array(col.flatten().to_numpy(zero_copy_only=False), dtype=dtype)
+            out = flat.reshape(len(col), int(lengths[0]) if len(lengths) else 0)
         else:
-            out = np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
+            out = np.array(col.to_numpy(zero_copy_only=False), dtype=dtype)
     except (TypeError, ValueError) as e:
         raise LewmError(f"{path}: column {name!r} is not a {np.dtype(dtype).name} array ({e})"
                         ) from None
