@@ -150,6 +150,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def json_attr(value):
+    """An HDF5 attribute as a JSON-friendly value."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
 def check_world(path, attrs, world: str, image_size: int | None = None,
                 frames: int | None = None) -> None:
     """Refuse an episode file of another world than the model's, or (given both) of other

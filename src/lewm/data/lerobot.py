@@ -362,16 +362,6 @@ class LeRobotEpisodes:
 # ----------------------------------------------------------------------------- writing
 
 
-def _json_value(v):
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
-
-
 def _stats(x: np.ndarray) -> dict:
     """LeRobot's per-feature statistics of rows x (n, d) (float64 lists)."""
     x = x[np.isfinite(x).all(axis=1)] if x.dtype.kind == "f" else x
@@ -466,7 +456,9 @@ def write_lerobot(src, out, *, codec: str = "av1", crf: int | None = None,
                   force: bool = False, progress: bool = True) -> dict:
     """Write episode file `src` as a LeRobot v3 dataset directory `out` (built under a
     temporary name and renamed when complete)."""
-    from lewm.data.hdf5 import open_episodes
+    from tqdm.auto import tqdm
+
+    from lewm.data.hdf5 import json_attr, open_episodes
     from lewm.interop import restore_swapped, swap_in
 
     pa, pq, _ = _modules()
@@ -481,7 +473,7 @@ def write_lerobot(src, out, *, codec: str = "av1", crf: int | None = None,
     restore_swapped(out)
     check_dataset_out(out, force)
     with open_episodes(src, columns=("pixels", "action")) as f:
-        attrs = {k: _json_value(v) for k, v in f.attrs.items()}
+        attrs = {k: json_attr(v) for k, v in f.attrs.items()}
         world = str(attrs.get("world", ""))
         fps = int(fps or world_fps(world))
         if fps < 1:
@@ -498,25 +490,25 @@ def write_lerobot(src, out, *, codec: str = "av1", crf: int | None = None,
         action = np.nan_to_num(action, nan=0.0)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        frame_index = np.concatenate([np.arange(m) for m in ep_len]).astype(np.int64)
+        episode_index = np.repeat(np.arange(len(ep_len)), ep_len).astype(np.int64)
         try:
-            durations = []
-            bar = _bar(len(ep_len), progress)
-            for ep, (o, m) in enumerate(zip(ep_offset, ep_len)):
+            for ep, (o, m) in enumerate(tqdm(list(zip(ep_offset, ep_len)), desc="encode",
+                                             unit="episode", disable=not progress,
+                                             dynamic_ncols=True)):
                 path = tmp / VIDEO_PATH.format(video_key=camera, chunk_index=ep // CHUNK_SIZE,
                                                file_index=ep % CHUNK_SIZE)
                 _encode(path, pixels[int(o):int(o + m)], fps, codec, crf)
-                durations.append(m / fps)
-                bar(ep + 1)
-            _write_tables(pa, pq, tmp, ep_len, ep_offset, action, lowdim, fps, camera,
+            _write_tables(pa, pq, tmp, ep_len, ep_offset, frame_index, episode_index, action,
+                          lowdim, fps, camera,
                           task or (f"{world}: reach the goal frame" if world else "episode"))
             sample = np.random.default_rng(0).choice(n, size=min(n, 2000), replace=False)
             stats = {"action": _stats(action), camera: _image_stats(pixels, np.sort(sample))}
             for name, key in COLUMN_KEYS.items():
                 if name in lowdim:
                     stats[key] = _stats(lowdim[name])
-            frame_index = np.concatenate([np.arange(m) for m in ep_len])
             for key, x in (("timestamp", frame_index / fps), ("frame_index", frame_index),
-                           ("episode_index", np.repeat(np.arange(len(ep_len)), ep_len)),
+                           ("episode_index", episode_index),
                            ("index", np.arange(n)), ("task_index", np.zeros(n))):
                 stats[key] = _stats(np.asarray(x, np.float64).reshape(-1, 1))
             features = {"action": _feature("float32", action.shape[1], "action")}
@@ -560,10 +552,8 @@ def _feature(dtype: str, dim: int, name: str) -> dict:
     return {"dtype": dtype, "shape": [int(dim)], "names": [f"{name}_{i}" for i in range(dim)]}
 
 
-def _write_tables(pa, pq, root: Path, ep_len, ep_offset, action, lowdim, fps, camera,
-                  task) -> None:
-    frame_index = np.concatenate([np.arange(m) for m in ep_len]).astype(np.int64)
-    episode_index = np.repeat(np.arange(len(ep_len)), ep_len).astype(np.int64)
+def _write_tables(pa, pq, root: Path, ep_len, ep_offset, frame_index, episode_index,
+                  action, lowdim, fps, camera, task) -> None:
     row_bytes = 4 * (action.shape[1] + sum(x.shape[1] for x in lowdim.values())) + 36
     per_file = max(1, (DATA_FILE_MB << 20) // row_bytes)
     # Files break at episode boundaries, each under the size lerobot writes.
@@ -606,30 +596,12 @@ def _write_tables(pa, pq, root: Path, ep_len, ep_offset, action, lowdim, fps, ca
     pq.write_table(_tasks_table(pa, [task]), root / "meta" / "tasks.parquet")
 
 
-def _bar(total: int, show: bool):
-    """A one-line progress counter (episodes encoded, rate, ETA) on stderr."""
-    import sys
-    import time
-
-    start = time.perf_counter()
-
-    def update(done: int) -> None:
-        if not show or (done % 10 and done != total):
-            return
-        dt = time.perf_counter() - start
-        rate = done / dt if dt > 0 else 0.0
-        eta = (total - done) / rate if rate else 0.0
-        end = "\n" if done == total else ""
-        print(f"\r  episodes {done}/{total}  {rate:.1f}/s  ETA {eta:.0f} s", end=end,
-              file=sys.stderr, flush=True)
-
-    return update
-
-
 def read_lerobot(src, out, *, camera: str | None = None, force: bool = False,
                  progress: bool = True) -> dict:
     """Write LeRobot directory `src` (one camera) as an episode file `out` in lewm's HDF5
     layout (under a temporary name until complete)."""
+    from tqdm.auto import tqdm
+
     from lewm.data.config import COMPRESSIONS
     from lewm.data.hdf5 import EpisodeWriter
 
@@ -637,13 +609,13 @@ def read_lerobot(src, out, *, camera: str | None = None, force: bool = False,
         attrs = dict(f.attrs)
         compression = attrs.get("compression", "none")
         compression = compression if compression in COMPRESSIONS else "none"
-        bar = _bar(len(f.ep_len), progress)
         with EpisodeWriter(out, attrs, force=force, compression=compression) as w:
-            for ep, (o, m) in enumerate(zip(f.ep_offset, f.ep_len)):
+            for ep, (o, m) in enumerate(tqdm(list(zip(f.ep_offset, f.ep_len)), desc="decode",
+                                             unit="episode", disable=not progress,
+                                             dynamic_ncols=True)):
                 episode = {"pixels": f.pixels.episode(ep)}
                 for name, col in f.columns.items():
                     episode[name] = col[o:o + m]
                 w.add(episode)
-                bar(ep + 1)
         return {"path": str(out), "episodes": len(f.ep_len), "frames": int(f.ep_len.sum()),
                 "camera": f.camera, "fps": f.fps}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lewm.data.config import COMPRESSIONS
-from lewm.data.hdf5 import INDEX, EpisodeWriter, open_episodes
+from lewm.data.hdf5 import INDEX, EpisodeWriter, json_attr, open_episodes
 from lewm.errors import LewmError
 from lewm.locks import exclusive
 
@@ -112,12 +112,12 @@ def _attrs(paths, files) -> dict:
     for p, f in zip(paths[1:], files[1:]):
         for key, value in shared.items():
             if key in f.attrs and not _same(f.attrs[key], value):
-                raise LewmError(f"{p}: attribute {key!r} is {_show(f.attrs[key])}, "
-                                f"{paths[0]} has {_show(value)}")
+                raise LewmError(f"{p}: attribute {key!r} is {json_attr(f.attrs[key])}, "
+                                f"{paths[0]} has {json_attr(value)}")
     sources = []
     for p, f in zip(paths, files):
         source = {"path": str(p), "episodes": int(len(f["ep_len"]))}
-        source.update({k: _show(f.attrs[k]) for k in PER_SOURCE
+        source.update({k: json_attr(f.attrs[k]) for k in PER_SOURCE
                        if k in f.attrs and k != "episodes"})
         sources.append(source)
     solved = [(float(f.attrs["episodes_solved"]), len(f["ep_len"])) for f in files
@@ -133,12 +133,3 @@ def _attrs(paths, files) -> dict:
 def _same(a, b) -> bool:
     return np.array_equal(np.asarray(a), np.asarray(b))
 
-
-def _show(value):
-    """An HDF5 attribute as a JSON-friendly value."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
