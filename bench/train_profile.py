@@ -11,8 +11,9 @@ episodes; batches are read from the file exactly as in `lewm train`). Two timing
 `lewm.train.train` itself for `--steps` steps (its own metrics' frames/s, validation and
 checkpoints pushed past the end), and the same step run here under torch.profiler, split
 into parts by operator. They must agree; the profile is of what `lewm train` does. Each
-`--variants` entry is a precision (`--set precision=...`: fp32, or bf16 autocast), measured
-in the same run so that they compare.
+`--variants` entry is a precision (`--set precision=...`: fp32, or bf16 autocast) or
+`windowK`: fp32 with K clips per window (`--set clips_per_window=K`: each frame encoded once
+for the K clips that hold it), measured in the same run so that they compare.
 Writes bench/results/train_profile_cpu[_NAME].json, saved after every preset.
 """
 
@@ -43,7 +44,8 @@ p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "reacher-cpu", "p
 p.add_argument("--episodes", type=int, default=12, help="episodes collected per preset")
 p.add_argument("--steps", type=int, default=30, help="timed steps (after 5 of warm-up)")
 p.add_argument("--threads", type=int, default=2)
-p.add_argument("--variants", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+p.add_argument("--variants", nargs="+", default=["fp32"],
+               help="fp32, bf16 or windowK (K clips per window, fp32)")
 p.add_argument("--tag", default="", help="suffix of the result file")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -100,8 +102,8 @@ def profile_step(cfg, data_path) -> dict:
 
     def step(i: int):
         with record_function("data"):
-            pixels, actions = as_tensors(run.train.batch(
-                batch_indices(len(run.train), cfg.batch_size, cfg.seed, i)))
+            pixels, actions = as_tensors(run.train.batch(batch_indices(
+                len(run.train), cfg.batch_size // cfg.clips_per_window, cfg.seed, i)))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(cfg.seed, i))
         opt.zero_grad(set_to_none=True)
@@ -150,6 +152,8 @@ def profile_step(cfg, data_path) -> dict:
             "conv_gflop_per_step": round(conv_flops / 1e9, 3),
             "s_per_step_here": round(eager_s, 4), "parts": parts,
             "clips": cfg.batch_size, "frames_per_clip": cfg.clip_frames,
+            "clips_per_window": cfg.clips_per_window,
+            "frames_encoded": cfg.batch_size // cfg.clips_per_window * cfg.window_frames,
             "image_size": cfg.model.image_size}
 
 
@@ -163,7 +167,13 @@ with tempfile.TemporaryDirectory() as tmp:
         if not data.exists():
             collect(dataclasses.replace(recipe.collect, episodes=args.episodes), data,
                     progress=False)
-        cfg = dataclasses.replace(recipe.train, precision=variant)
+        if variant.startswith("window"):
+            cfg = dataclasses.replace(recipe.train, precision="fp32",
+                                      clips_per_window=int(variant[len("window"):]))
+        elif variant in ("fp32", "bf16"):
+            cfg = dataclasses.replace(recipe.train, precision=variant)
+        else:
+            raise SystemExit(f"unknown variant {variant!r} (fp32, bf16 or windowK)")
         row = profile_step(cfg, data)
         row["s_per_step_lewm_train"] = round(loop_seconds(cfg, data, work), 4)
         row["steps_per_s_lewm_train"] = round(1 / row["s_per_step_lewm_train"], 2)

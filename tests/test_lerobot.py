@@ -231,3 +231,33 @@ def test_a_foreign_dataset_with_two_cameras_needs_camera(lossless, tmp_path):
     back = tmp_path / "back.h5"
     r = run_cli("convert", d, "--out", back, "--camera", "observation.images.wrist", "--quiet")
     assert "camera observation.images.wrist" in r.stdout
+
+
+def test_size_centre_crops_and_resizes_a_cameras_frames(tworoom_file, tmp_path):
+    """A camera whose frames are not the model's size (here 32 x 24, as a robot's 480 x 640
+    is): `--size` centre-crops each frame to a square and resizes it; the rest is kept."""
+    from PIL import Image
+
+    wide = tmp_path / "wide.h5"
+    with h5py.File(tworoom_file) as a, h5py.File(wide, "w") as b:
+        for name in a:
+            b[name] = a[name][()][:, :, 4:28] if name == "pixels" else a[name][()]
+        b.attrs.update(dict(a.attrs))
+    d = tmp_path / "wide"
+    run_cli("convert", wide, "--out", d, "--codec", "lossless", "--quiet")
+    back = tmp_path / "back.h5"
+    r = run_cli("convert", d, "--out", back, "--size", "16", "--quiet")
+    assert "16 px" in r.stdout
+    with h5py.File(wide) as a, h5py.File(back) as b:
+        frames = a["pixels"][()]
+        assert b["pixels"].shape == (len(frames), 16, 16, 3)
+        want = np.stack([np.asarray(Image.fromarray(f[4:28]).resize((16, 16), Image.BILINEAR))
+                         for f in frames[:5]])
+        assert np.array_equal(b["pixels"][:5], want)
+        assert np.array_equal(a["action"][()], b["action"][()], equal_nan=True)
+        assert b.attrs["resized_from"].startswith("32x24")
+    assert "image     16 x 16" in run_cli("info", back).stdout
+    bad = run_cli("convert", d, "--out", tmp_path / "bad.h5", "--size", "2", check=False)
+    assert bad.returncode != 0 and "--size 2" in bad.stderr and "Traceback" not in bad.stderr
+    other = run_cli("convert", wide, "--out", tmp_path / "x", "--size", "16", check=False)
+    assert other.returncode != 0 and "--size" in other.stderr

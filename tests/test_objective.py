@@ -148,3 +148,57 @@ def test_rollout_refuses_misaligned_context():
     blk = TINY.model.frameskip * TINY.model.action_dim
     with pytest.raises(ValueError, match="need 1 context action"):
         model.rollout(torch.randn(2, 2, TINY.model.embed_dim), None, torch.randn(2, 3, blk))
+
+
+def test_window_clips_are_the_windows_consecutive_runs():
+    from lewm.model.lewm import window_clips
+
+    x = torch.arange(2 * 6).view(2, 6, 1).float()  # 2 windows of 6 frames
+    clips = window_clips(x, 4)  # 3 clips each
+    assert clips.shape == (6, 4, 1)
+    assert clips[0, :, 0].tolist() == [0, 1, 2, 3]
+    assert clips[2, :, 0].tolist() == [2, 3, 4, 5]
+    assert clips[3, :, 0].tolist() == [6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("rollout_steps", [0, 1])
+def test_a_window_of_clips_has_the_loss_and_gradients_of_its_clips(rollout_steps):
+    """clips_per_window K: each frame encoded once, and the loss and every gradient those of
+    the window's K clips drawn one by one (BatchNorm and dropout frozen, so that the batch's
+    composition alone is what could differ)."""
+    from lewm.model.lewm import window_clips
+
+    K = 3
+    base = dataclasses.replace(TINY, rollout_steps=rollout_steps)
+    windowed = dataclasses.replace(base, clips_per_window=K, batch_size=K * 4)
+    assert windowed.window_frames == base.clip_frames + K - 1
+    torch.manual_seed(0)
+    model = LeWM(base.model).eval()
+    for p in [*model.predictor.parameters(), *model.action_encoder.parameters()]:
+        torch.nn.init.normal_(p, std=0.3)  # AdaLN-zero starts as the identity: wake it up
+    g = torch.Generator().manual_seed(2)
+    m = base.model
+    pixels = torch.randint(0, 256, (4, windowed.window_frames, 32, 32, 3), generator=g,
+                           dtype=torch.uint8)
+    actions = torch.randn(4, windowed.window_frames, m.frameskip * m.action_dim, generator=g)
+
+    def loss_and_grads(cfg, px, act):
+        model.zero_grad()
+        terms = loss_terms(model, px, act, cfg, torch.Generator().manual_seed(0))
+        terms["loss"].backward()
+        return terms, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    got, got_grads = loss_and_grads(windowed, pixels, actions)
+    clips = window_clips(pixels.float(), base.clip_frames)  # the same clips one by one
+    want, want_grads = loss_and_grads(base, clips, window_clips(actions, base.clip_frames))
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_clips_per_window_must_divide_the_batch():
+    with pytest.raises(Exception, match="clips_per_window"):
+        dataclasses.replace(TINY, batch_size=10, clips_per_window=4)
+    with pytest.raises(Exception, match="clips_per_window"):
+        dataclasses.replace(TINY, clips_per_window=0)

@@ -318,3 +318,28 @@ def test_every_recipe_is_consistent_and_its_plan_survives_config_json():
         assert plan_from_dict(json.loads(json.dumps(dataclasses.asdict(r.plan)))) == r.plan
         if name.endswith("paper"):
             assert r.plan == PlanConfig() and r.train.epochs == 10, name
+
+
+def test_training_on_windows_of_clips(tworoom_file, tmp_path):
+    """clips_per_window: each row read is a window of consecutive clips of one episode, the
+    step sees batch_size clips, and the run records the clips (not the windows) it can
+    serve; validation keeps independent clips."""
+    from lewm.train import load_run_data
+
+    cfg = override(TINY, ["clips_per_window=4", "batch_size=8", "steps=4", "val_every=2"])
+    run = load_run_data(cfg, tworoom_file)
+    item = run.train[0]
+    assert item["pixels"].shape[0] == cfg.window_frames == cfg.clip_frames + 3
+    assert run.val[0]["pixels"].shape[0] == cfg.clip_frames
+    assert run.info["train_clips"] == len(load_run_data(TINY, tworoom_file).train)
+    # every window lies in one episode: its frames are consecutive rows every frameskip
+    data, fs = run.train.data, cfg.model.frameskip
+    ends = data.ep_offset + data.ep_len
+    for start in run.train.starts:
+        episode = np.searchsorted(data.ep_offset, start, side="right") - 1
+        assert start + cfg.window_frames * fs <= ends[episode] - 1
+    summary = train(cfg, tworoom_file, tmp_path / "run", progress=False)
+    assert summary["finished"] and summary["step"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert all(np.isfinite(r["pred_loss"]) for r in rows)

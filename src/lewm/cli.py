@@ -48,11 +48,14 @@ def cmd_convert(args) -> None:
         if args.codec or args.crf is not None or args.fps or args.task:
             raise LewmError(f"{args.src}: a LeRobot dataset becomes an HDF5 file; --codec, "
                             "--crf, --fps and --task apply to the other direction")
-        r = read_lerobot(args.src, args.out, camera=args.camera, force=args.force,
-                         progress=not args.quiet)
+        r = read_lerobot(args.src, args.out, camera=args.camera, size=args.size,
+                         force=args.force, progress=not args.quiet)
         print(f"wrote {r['path']}: {r['episodes']} episodes, {r['frames']} frames of camera "
-              f"{r['camera']} at {r['fps']:g} fps")
+              f"{r['camera']} at {r['fps']:g} fps, {r['size']} px")
         return
+    if args.size is not None:
+        raise LewmError(f"{args.src}: --size resizes a LeRobot dataset's frames on the way to "
+                        "HDF5; an episode file keeps its size (collect with --size instead)")
     r = write_lerobot(args.src, args.out, codec=args.codec or "av1", crf=args.crf,
                       fps=args.fps, camera=args.camera or "observation.image", task=args.task,
                       force=args.force, progress=not args.quiet)
@@ -439,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the video feature: its name when writing (default "
                     "observation.image), the one to read when a dataset has several")
     cv.add_argument("--task", default=None, help="the task string every episode gets")
+    cv.add_argument("--size", type=int, default=None, metavar="PX",
+                    help="LeRobot to HDF5: centre-crop each frame to a square and resize it to "
+                    "PX x PX, the model's image size (a robot camera's 480 x 640 -> 64)")
     cv.add_argument("--force", action="store_true", help="replace an existing output")
     cv.add_argument("--quiet", action="store_true", help="no progress")
     cv.set_defaults(func=cmd_convert)

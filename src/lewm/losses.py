@@ -8,6 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from lewm.model.lewm import window_clips
+
 
 def random_directions(dim: int, num: int, generator: torch.Generator | None = None,
                       device=None) -> torch.Tensor:
@@ -93,21 +95,29 @@ def loss_terms(model, pixels, actions, cfg, generator, target=None,
     MSE(pred[:, t], emb[:, t + 1]) + lambda * SIGReg(emb), with gradients reaching both the
     predictions and their targets (no stop-gradient). Clips longer than history + 1 frames
     (`cfg.rollout_steps` > 0) add `rollout_loss`: the MSE of the model's autoregressive
-    rollout from the history frames against the clip's later frames. `cfg`: the
-    TrainConfig (regularizer, lambd, num_proj, sigreg_over, vicreg_var, vicreg_cov,
-    rollout_steps).
+    rollout from the history frames against the clip's later frames. Rows longer than
+    the clip (`cfg.clips_per_window` > 1) are windows of consecutive clips, each frame
+    encoded once: the loss is that of their clips. `cfg`: the TrainConfig (regularizer,
+    lambd, num_proj, sigreg_over, vicreg_var, vicreg_cov, rollout_steps, clips_per_window).
 
     `target`: for the `ema` variant, the momentum copy whose embeddings, without gradient,
     are the prediction targets. `embeddings`: a list the clips' embeddings are appended to
     (for a term the caller adds, such as the invariance term).
     """
-    emb, pred = model(pixels, actions)  # (B, T, D), (B, h, D) for h = history
+    T = cfg.clip_frames
+    windows = pixels.shape[1] > T  # rows of cfg.window_frames frames, each K clips
+    if windows:
+        emb, pred = model(pixels, actions, T)  # the windows' clips: B * K rows from here on
+        actions = window_clips(actions, T)
+    else:
+        emb, pred = model(pixels, actions)  # (B, T, D), (B, h, D) for h = history
     if embeddings is not None:
         embeddings.append(emb)
     h = pred.shape[1]
     if target is not None:
         with torch.no_grad():
             goals = target.encode(pixels)  # (B, T, D), stop-gradient
+            goals = window_clips(goals, T) if windows else goals
     else:
         goals = emb
     pred_loss = F.mse_loss(pred.float(), goals[:, 1 : h + 1].float())

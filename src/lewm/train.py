@@ -34,6 +34,7 @@ from lewm.io import write_json
 from lewm.locks import exclusive, lock_file
 from lewm.losses import loss_terms, sigreg
 from lewm.model import LeWM, ModelCard
+from lewm.model.lewm import window_clips
 from lewm.model.normalize import ZScore
 from lewm.planning.config import PlanConfig, run_plan
 from lewm.rundir import MetricsLog, prepare_run_dir
@@ -99,13 +100,17 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
                         f"{cfg.world!r} (use a {world} preset, or --set world={world})")
     train_eps, val_eps = split_episodes(data.num_episodes, cfg.val_fraction, cfg.seed)
     stats = fit_stats(data, train_eps)
-    train = ClipDataset(data, train_eps, cfg.clip_frames, m.frameskip, stats)
+    # Training rows are windows of consecutive clips (one clip when clips_per_window is 1);
+    # validation keeps independent clips, so its figures mean the same for every setting.
+    train = ClipDataset(data, train_eps, cfg.window_frames, m.frameskip, stats)
     val = ClipDataset(data, val_eps, cfg.clip_frames, m.frameskip, stats) if len(val_eps) else None
     info = {
         "path": str(Path(data_path).resolve()), "episodes": data.num_episodes,
         "image_size": m.image_size, "action_dim": data.action_dim,
         "world": str(data.attrs.get("world", cfg.world)),
-        "val_episodes": val_eps.tolist(), "train_clips": len(train),
+        "val_episodes": val_eps.tolist(),
+        "train_clips": len(train) if cfg.clips_per_window == 1 else int(np.maximum(
+            data.ep_len[train_eps] - cfg.clip_frames * m.frameskip, 0).sum()),
         "val_clips": len(val) if val else 0, "fingerprint": data_fingerprint(data),
         "perturb_families": training_families(data.attrs.get("distractors", "")),
         "camera": getattr(data.file, "camera", None),
@@ -154,8 +159,12 @@ def clip_augmenter(cfg):
 def invariance_loss(model, seen: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """MSE between the embeddings of the clips seen through their scenes (B, T, H, W, 3)
     and the clean clips' embeddings (B, T, D) of this step (without gradient: the clean
-    side is the anchor)."""
-    return F.mse_loss(model.encode(seen).float(), clean.detach().float())
+    side is the anchor). Windows of clips (`seen` longer than the clips) are scored as the
+    clips they hold, like the LeWM loss."""
+    emb = model.encode(seen)
+    if emb.shape[1] > clean.shape[1]:
+        emb = window_clips(emb, clean.shape[1])
+    return F.mse_loss(emb.float(), clean.detach().float())
 
 
 def training_families(distractors) -> list[str]:
@@ -294,8 +303,9 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
         torch.cuda.set_device(device)
     if dist_ctx.world > 1:
         torch.distributed.barrier()
-    if cfg.batch_size % dist_ctx.world:
-        raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks")
+    if cfg.batch_size % (dist_ctx.world * cfg.clips_per_window):
+        raise LewmError(f"batch_size {cfg.batch_size} is not divisible by {dist_ctx.world} ranks "
+                        f"x clips_per_window {cfg.clips_per_window}")
 
     run = load_run_data(cfg, data_path)
     if resume:
@@ -304,7 +314,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
             raise LewmError(f"{data_path}: not the dataset this run was trained on (its episodes "
                             "or actions changed); resume with the original file, start a new "
                             "run, or pass --force-data to continue on it knowingly")
-    steps = total_steps(cfg, len(run.train))
+    steps = total_steps(cfg, run.info["train_clips"])
     torch.manual_seed(cfg.seed)
     check_model_fits(cfg.model, True, f"training this model ({cfg.model.rough_parameters():,} "
                      "parameters)")
@@ -369,7 +379,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                             resume_state)
         model.card = dataclasses.replace(model.card, step=step)
 
-    local_batch = cfg.batch_size // dist_ctx.world
+    local_batch = cfg.batch_size // dist_ctx.world // cfg.clips_per_window  # rows: windows
     end = steps if stop_after is None else min(steps, start + stop_after)
     bar = tqdm(total=steps, initial=start, disable=not (progress and dist_ctx.main),
                desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -386,7 +396,8 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                         "train it on one process")
 
     def read_batch(step: int) -> tuple[torch.Tensor, ...]:
-        idx = batch_indices(len(run.train), cfg.batch_size, cfg.seed, step)
+        idx = batch_indices(len(run.train), cfg.batch_size // cfg.clips_per_window, cfg.seed,
+                            step)
         idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
         pixels, actions = as_tensors(run.train.batch(idx))
         if augment is None:
@@ -426,7 +437,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
             sched.step()
             if target is not None:
                 ema_update(target, model, cfg.ema_momentum)
-            frames_since += cfg.batch_size * cfg.clip_frames
+            frames_since += cfg.batch_size * cfg.clip_frames  # clips' frames, as one by one
             done = step + 1
             if done % cfg.log_every == 0 or done == steps:
                 now = time.perf_counter()

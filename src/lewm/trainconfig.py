@@ -31,6 +31,12 @@ class TrainConfig:
     """the world the data comes from (tworoom, pusht, reacher, cube; used by evaluation)"""
     batch_size: int = 128
     """clips per optimisation step (global, over all data-parallel ranks)"""
+    clips_per_window: int = 1
+    """clips cut from one window of consecutive frames: a batch is batch_size /
+    clips_per_window windows of clip_frames + clips_per_window - 1 frames, each frame encoded
+    once for every clip that holds it. The loss is the one of those clips drawn one by one
+    (the projector's BatchNorm sees each frame once); the encoder's work per clip falls,
+    the clips of a batch are neighbours in time (1: independent clips, the paper's)"""
     steps: int = 10_000
     """optimisation steps (ignored when epochs > 0)"""
     epochs: float = 0.0
@@ -118,10 +124,13 @@ class TrainConfig:
                             f"{', '.join(REGULARIZERS)})")
         if self.sigreg_over not in ("step", "clip"):
             raise LewmError(f"sigreg_over must be 'step' or 'clip', got {self.sigreg_over!r}")
-        for name in ("batch_size", "steps", "num_proj", "val_every", "log_every",
-                     "ckpt_every", "val_clips"):
+        for name in ("batch_size", "clips_per_window", "steps", "num_proj", "val_every",
+                     "log_every", "ckpt_every", "val_clips"):
             if getattr(self, name) < 1:
                 raise LewmError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.clips_per_window:
+            raise LewmError(f"batch_size {self.batch_size} is not a multiple of "
+                            f"clips_per_window {self.clips_per_window}")
         if not 0 <= self.ema_momentum <= 1:
             raise LewmError(f"ema_momentum must be in [0, 1], got {self.ema_momentum}")
         if not 0 <= self.seed < 2**31:
@@ -148,6 +157,11 @@ class TrainConfig:
         """Frames per training clip: the history, the frame after it, and the frames of the
         rollout loss."""
         return self.model.history + 1 + self.rollout_steps
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per training window: clips_per_window clips of clip_frames, one frame apart."""
+        return self.clip_frames + self.clips_per_window - 1
 
 
 def total_steps(cfg: TrainConfig, num_clips: int) -> int:

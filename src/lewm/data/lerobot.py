@@ -596,26 +596,49 @@ def _write_tables(pa, pq, root: Path, ep_len, ep_offset, frame_index, episode_in
     pq.write_table(_tasks_table(pa, [task]), root / "meta" / "tasks.parquet")
 
 
-def read_lerobot(src, out, *, camera: str | None = None, force: bool = False,
-                 progress: bool = True) -> dict:
+def square_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Frames (N, H, W, 3) uint8 centre-cropped to a square and resized to (size, size) with
+    PIL's bilinear filter (antialiased when it shrinks, as the worlds' renderers resize): a
+    robot camera's 480 x 640 made what a model's `image_size` expects, without stretching."""
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = frames[:, top:top + side, left:left + side]
+    if side == size:
+        return np.ascontiguousarray(crop)
+    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR))
+                     for f in crop])
+
+
+def read_lerobot(src, out, *, camera: str | None = None, size: int | None = None,
+                 force: bool = False, progress: bool = True) -> dict:
     """Write LeRobot directory `src` (one camera) as an episode file `out` in lewm's HDF5
-    layout (under a temporary name until complete)."""
+    layout (under a temporary name until complete); `size`: frames centre-cropped and
+    resized to size x size (`square_frames`)."""
     from tqdm.auto import tqdm
 
     from lewm.data.config import COMPRESSIONS
     from lewm.data.hdf5 import EpisodeWriter
 
+    if size is not None and not 8 <= size <= 1024:
+        raise LewmError(f"--size {size}: must be between 8 and 1024 pixels")
     with LeRobotEpisodes(src, camera) as f:
         attrs = dict(f.attrs)
+        if size is not None:
+            h, w = f.pixels.shape[1:3]
+            attrs["resized_from"] = f"{h}x{w}, centre-cropped to a square"
         compression = attrs.get("compression", "none")
         compression = compression if compression in COMPRESSIONS else "none"
         with EpisodeWriter(out, attrs, force=force, compression=compression) as w:
             for ep, (o, m) in enumerate(tqdm(list(zip(f.ep_offset, f.ep_len)), desc="decode",
                                              unit="episode", disable=not progress,
                                              dynamic_ncols=True)):
-                episode = {"pixels": f.pixels.episode(ep)}
+                pixels = f.pixels.episode(ep)
+                episode = {"pixels": pixels if size is None else square_frames(pixels, size)}
                 for name, col in f.columns.items():
                     episode[name] = col[o:o + m]
                 w.add(episode)
         return {"path": str(out), "episodes": len(f.ep_len), "frames": int(f.ep_len.sum()),
-                "camera": f.camera, "fps": f.fps}
+                "camera": f.camera, "fps": f.fps, "size": size or f.pixels.shape[1]}

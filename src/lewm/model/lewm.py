@@ -104,13 +104,18 @@ class LeWM(nn.Module):
         h = self.predictor(emb, act_emb)  # (B, T, D)
         return self.pred_proj(h.reshape(B * T, D)).view(B, T, D)
 
-    def forward(self, pixels: torch.Tensor, actions: torch.Tensor):
+    def forward(self, pixels: torch.Tensor, actions: torch.Tensor, clip_frames: int = 0):
         """The training step's forward pass (teacher forcing; docs/design.md §1.2).
 
         pixels: (B, T, H, W, 3) uint8 clip with T = history + 1; actions: (B, T, fs * A).
         Returns (emb (B, T, D), pred (B, T - 1, D)); pred[:, t] predicts emb[:, t + 1].
+        With `clip_frames` < T, each row is a window of T frames: its frames are encoded once
+        and it stands for its K = T - clip_frames + 1 clips (`window_clips`), so B becomes
+        B * K and T clip_frames.
         """
         emb = self.encode(pixels)  # (B, T, D)
+        if 0 < clip_frames < emb.shape[1]:
+            emb, actions = window_clips(emb, clip_frames), window_clips(actions, clip_frames)
         h = self.cfg.history
         pred = self.predict(emb[:, :h], self.embed_actions(actions[:, :h]))  # (B, h, D)
         return emb, pred
@@ -154,6 +159,14 @@ class LeWM(nn.Module):
             preds.append(nxt)
             embs = torch.cat([embs, nxt], 1)
         return torch.cat(preds, 1)  # (B, K, D)
+
+
+def window_clips(x: torch.Tensor, clip_frames: int) -> torch.Tensor:
+    """Windows (B, W, ...) -> their clips (B * K, clip_frames, ...), K = W - clip_frames + 1:
+    clip b * K + j is frames j .. j + clip_frames - 1 of window b. A copy that keeps the
+    gradient: a frame's gradient is the sum over the clips that hold it."""
+    clips = x.unfold(1, clip_frames, 1)  # (B, K, ..., clip_frames)
+    return clips.movedim(-1, 2).flatten(0, 1)
 
 
 def check_images(pixels, device) -> torch.Tensor:
