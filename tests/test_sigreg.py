@@ -68,6 +68,26 @@ def test_epps_pulley_golden():
     np.testing.assert_allclose(expected, [0.1738248, 1.0942965], atol=1e-7)
 
 
+def test_the_empirical_cf_and_its_gradient_are_autograds():
+    """EmpiricalCF (the hand-written gradient) against torch's autograd of the plain formula,
+    and torch's numerical check of its gradient."""
+    from lewm.losses import EmpiricalCF
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(3, 20, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    t = torch.linspace(0, 3, 17, dtype=torch.float64)
+    re, im = EmpiricalCF.apply(p, t)
+    x = p.unsqueeze(-1) * t
+    want_re, want_im = torch.cos(x).mean(1), torch.sin(x).mean(1)
+    torch.testing.assert_close(re, want_re, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(im, want_im, rtol=1e-12, atol=1e-14)
+    w_re, w_im = torch.randn(2, 3, 7, 17, dtype=torch.float64, generator=g)
+    got, = torch.autograd.grad((re * w_re + im * w_im).sum(), p)
+    want, = torch.autograd.grad((want_re * w_re + want_im * w_im).sum(), p)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda q: EmpiricalCF.apply(q, t), (p,))
+
+
 def test_gradients_are_finite():
     z = torch.zeros(3, 64, 16, requires_grad=True)
     with torch.no_grad():

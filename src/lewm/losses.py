@@ -18,6 +18,36 @@ def random_directions(dim: int, num: int, generator: torch.Generator | None = No
     return A / A.norm(dim=0, keepdim=True)
 
 
+class EmpiricalCF(torch.autograd.Function):
+    """The empirical characteristic function of samples p (T, N, M) at knots t (K,): the means
+    over N of cos(p t) and sin(p t), each (T, M, K).
+
+    The same values as `torch.cos(p[..., None] * t).mean(1)` (and sin), computed for speed,
+    since these are the largest tensors of a CPU step: laid out (T * M, N, K), so that the
+    gradient (d cos(pt)/dp = -t sin(pt), d sin(pt)/dp = t cos(pt)) is one batched matrix
+    product over the knots with the forward's own cos and sin, instead of autograd's second
+    pass of both and its broadcast products (half the time on a CPU)."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, t: torch.Tensor):
+        T, N, M = p.shape
+        K = t.shape[0]
+        x = (p.transpose(1, 2).contiguous().unsqueeze(-1) * t).view(T * M, N, K)
+        cos, sin = torch.cos(x), torch.sin(x)
+        ctx.save_for_backward(cos, sin, t)
+        return cos.mean(1).view(T, M, K), sin.mean(1).view(T, M, K)
+
+    @staticmethod
+    def backward(ctx, grad_re: torch.Tensor, grad_im: torch.Tensor):
+        cos, sin, t = ctx.saved_tensors
+        TM, N, K = cos.shape
+        a = (grad_im * (t / N)).reshape(TM, K, 1)
+        b = (grad_re * (t / N)).reshape(TM, K, 1)
+        grad = torch.baddbmm(torch.bmm(cos, a), sin, b, alpha=-1)  # (T * M, N, 1)
+        T = grad_re.shape[0]
+        return grad.view(T, TM // T, N).transpose(1, 2), None
+
+
 def epps_pulley(p: torch.Tensor, knots: int = 17, t_max: float = 3.0) -> torch.Tensor:
     """Epps-Pulley statistic of each 1-D sample against N(0, 1), as the authors compute it.
 
@@ -31,8 +61,8 @@ def epps_pulley(p: torch.Tensor, knots: int = 17, t_max: float = 3.0) -> torch.T
     N = p.shape[1]
     t = torch.linspace(0.0, t_max, knots, device=p.device, dtype=p.dtype)  # (K,)
     gauss = torch.exp(-0.5 * t**2)  # (K,) the N(0, 1) characteristic function and the weight
-    x = p.unsqueeze(-1) * t  # (T, N, M, K)
-    err = (torch.cos(x).mean(1) - gauss) ** 2 + torch.sin(x).mean(1) ** 2  # (T, M, K)
+    re, im = EmpiricalCF.apply(p, t)  # (T, M, K) each
+    err = (re - gauss) ** 2 + im**2  # (T, M, K)
     dt = t_max / (knots - 1)
     weights = torch.full((knots,), 2 * dt, device=p.device, dtype=p.dtype)  # (K,)
     weights[0] = weights[-1] = dt
