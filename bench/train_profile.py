@@ -37,7 +37,7 @@ from lewm.data.prefetch import as_tensors
 from lewm.losses import loss_terms
 from lewm.model import LeWM
 from lewm.recipes import get_recipe
-from lewm.train import load_run_data, sigreg_generator, train
+from lewm.train import adamw, load_run_data, sigreg_generator, train
 
 p = argparse.ArgumentParser()
 p.add_argument("--presets", nargs="+", default=["tworoom-cpu", "reacher-cpu", "pusht-cpu"])
@@ -95,7 +95,7 @@ def profile_step(cfg, data_path) -> dict:
     run = load_run_data(cfg, data_path)
     torch.manual_seed(cfg.seed)
     model = LeWM(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), cfg, "cpu")
     model.train()
 
     bf16 = cfg.precision == "bf16"

@@ -343,3 +343,27 @@ def test_training_on_windows_of_clips(tworoom_file, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text()
             .splitlines()]
     assert all(np.isfinite(r["pred_loss"]) for r in rows)
+
+
+def test_the_fused_optimizer_makes_the_for_loop_update():
+    """adamw's fused kernel: the parameters after a few steps are torch's for-loop AdamW's
+    within float32 rounding."""
+    from lewm.model import LeWM
+    from lewm.train import adamw
+
+    torch.manual_seed(0)
+    a, b = LeWM(TINY.model), LeWM(TINY.model)
+    b.load_state_dict(a.state_dict())
+    fused = adamw(a.parameters(), TINY, torch.device("cpu"))
+    plain = torch.optim.AdamW(b.parameters(), lr=TINY.lr, weight_decay=TINY.weight_decay,
+                              foreach=False)
+    assert fused.defaults["fused"]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        for p, q in zip(a.parameters(), b.parameters()):
+            p.grad = torch.randn(p.shape, generator=g)
+            q.grad = p.grad.clone()
+        fused.step()
+        plain.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -63,6 +63,14 @@ def lr_factor(step: int, cfg: TrainConfig, steps: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def adamw(params, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The paper's AdamW, with torch's fused kernel on CPUs and CUDA: the same update in one
+    pass over all parameters instead of a dozen small operations per tensor (which cost a
+    CPU step several percent)."""
+    fused = True if torch.device(device).type in ("cpu", "cuda") else None
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
 def trains_in_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     """`precision`: bf16 autocast when asked, or by default (auto) on CUDA; fp32 otherwise."""
     return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -320,7 +328,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                      "parameters)")
     model = LeWM(cfg.model).to(device)
     params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), cfg, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg, steps))
     target = None
     if cfg.regularizer == "ema":
