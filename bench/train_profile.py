@@ -102,8 +102,8 @@ def profile_step(cfg, data_path) -> dict:
 
     def step(i: int):
         with record_function("data"):
-            pixels, actions = as_tensors(run.train.batch(batch_indices(
-                len(run.train), cfg.batch_size // cfg.clips_per_window, cfg.seed, i)))
+            pixels, actions = as_tensors(run.train.batch(
+                batch_indices(len(run.train), cfg.batch_windows, cfg.seed, i)))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             terms = loss_terms(model, pixels, actions, cfg, sigreg_generator(cfg.seed, i))
         opt.zero_grad(set_to_none=True)
@@ -153,7 +153,7 @@ def profile_step(cfg, data_path) -> dict:
             "s_per_step_here": round(eager_s, 4), "parts": parts,
             "clips": cfg.batch_size, "frames_per_clip": cfg.clip_frames,
             "clips_per_window": cfg.clips_per_window,
-            "frames_encoded": cfg.batch_size // cfg.clips_per_window * cfg.window_frames,
+            "frames_encoded": cfg.batch_windows * cfg.window_frames,
             "image_size": cfg.model.image_size}
 
 

@@ -50,8 +50,10 @@ def cmd_convert(args) -> None:
                             "--crf, --fps and --task apply to the other direction")
         r = read_lerobot(args.src, args.out, camera=args.camera, size=args.size,
                          force=args.force, progress=not args.quiet)
+        h, w = r["image"]
+        image = f"{h} px" if h == w else f"{h} x {w} px"
         print(f"wrote {r['path']}: {r['episodes']} episodes, {r['frames']} frames of camera "
-              f"{r['camera']} at {r['fps']:g} fps, {r['size']} px")
+              f"{r['camera']} at {r['fps']:g} fps, {image}")
         return
     if args.size is not None:
         raise LewmError(f"{args.src}: --size resizes a LeRobot dataset's frames on the way to "

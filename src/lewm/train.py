@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from lewm import __version__
 from lewm.checkpoint import find_checkpoint, read_meta, save_checkpoint
-from lewm.data.clips import ClipDataset, EpisodeData, batch_indices, fit_stats, split_episodes
+from lewm.data.clips import (
+    ClipDataset,
+    EpisodeData,
+    batch_indices,
+    clip_starts,
+    fit_stats,
+    split_episodes,
+)
 from lewm.data.prefetch import as_tensors, prefetcher
 from lewm.devices import Dist, resolve_device
 from lewm.diagnostics import collapse_stats
@@ -117,8 +124,8 @@ def load_run_data(cfg: TrainConfig, data_path) -> RunData:
         "image_size": m.image_size, "action_dim": data.action_dim,
         "world": str(data.attrs.get("world", cfg.world)),
         "val_episodes": val_eps.tolist(),
-        "train_clips": len(train) if cfg.clips_per_window == 1 else int(np.maximum(
-            data.ep_len[train_eps] - cfg.clip_frames * m.frameskip, 0).sum()),
+        "train_clips": int(clip_starts(data.ep_len[train_eps], cfg.clip_frames,
+                                       m.frameskip).sum()),
         "val_clips": len(val) if val else 0, "fingerprint": data_fingerprint(data),
         "perturb_families": training_families(data.attrs.get("distractors", "")),
         "camera": getattr(data.file, "camera", None),
@@ -387,7 +394,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                             resume_state)
         model.card = dataclasses.replace(model.card, step=step)
 
-    local_batch = cfg.batch_size // dist_ctx.world // cfg.clips_per_window  # rows: windows
+    local_batch = cfg.batch_windows // dist_ctx.world  # rows read: windows of clips
     end = steps if stop_after is None else min(steps, start + stop_after)
     bar = tqdm(total=steps, initial=start, disable=not (progress and dist_ctx.main),
                desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -404,8 +411,7 @@ def _train(cfg, data_path, out, force, resume, progress, stop_after, prepared,
                         "train it on one process")
 
     def read_batch(step: int) -> tuple[torch.Tensor, ...]:
-        idx = batch_indices(len(run.train), cfg.batch_size // cfg.clips_per_window, cfg.seed,
-                            step)
+        idx = batch_indices(len(run.train), cfg.batch_windows, cfg.seed, step)
         idx = idx[dist_ctx.rank * local_batch : (dist_ctx.rank + 1) * local_batch]
         pixels, actions = as_tensors(run.train.batch(idx))
         if augment is None:

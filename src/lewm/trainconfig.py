@@ -159,6 +159,11 @@ class TrainConfig:
         return self.model.history + 1 + self.rollout_steps
 
     @property
+    def batch_windows(self) -> int:
+        """Windows read per optimisation step (global): batch_size clips, clips_per_window each."""
+        return self.batch_size // self.clips_per_window
+
+    @property
     def window_frames(self) -> int:
         """Frames per training window: clips_per_window clips of clip_frames, one frame apart."""
         return self.clip_frames + self.clips_per_window - 1

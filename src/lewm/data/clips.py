@@ -125,6 +125,13 @@ def fit_stats(data: EpisodeData, episodes) -> dict:
     return stats
 
 
+def clip_starts(ep_len: np.ndarray, clip_frames: int, frameskip: int) -> np.ndarray:
+    """Clips of `clip_frames` frames every `frameskip` rows each episode of length `ep_len`
+    starts: local starts s with s + span - 1 <= len - 2 for span = clip_frames * frameskip,
+    i.e. its terminal NaN row is never used."""
+    return np.maximum(np.asarray(ep_len) - clip_frames * frameskip, 0)
+
+
 class ClipDataset:
     """Clips of `clip_frames` frames every `frameskip` steps from the given episodes.
 
@@ -140,8 +147,7 @@ class ClipDataset:
         self.data, self.clip_frames, self.frameskip = data, clip_frames, frameskip
         span = clip_frames * frameskip  # rows covered by the T action blocks
         episodes = np.asarray(episodes, dtype=np.int64)
-        # Local starts s with s + span - 1 <= len - 2, i.e. the terminal NaN row is never used.
-        counts = np.maximum(data.ep_len[episodes] - span, 0)
+        counts = clip_starts(data.ep_len[episodes], clip_frames, frameskip)
         if counts.sum() == 0:
             raise LewmError(
                 f"{data.path}: no episode is long enough for clips of {clip_frames} frames every "

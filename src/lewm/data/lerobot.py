@@ -641,4 +641,5 @@ def read_lerobot(src, out, *, camera: str | None = None, size: int | None = None
                     episode[name] = col[o:o + m]
                 w.add(episode)
         return {"path": str(out), "episodes": len(f.ep_len), "frames": int(f.ep_len.sum()),
-                "camera": f.camera, "fps": f.fps, "size": size or f.pixels.shape[1]}
+                "camera": f.camera, "fps": f.fps,
+                "image": (size, size) if size else tuple(f.pixels.shape[1:3])}
